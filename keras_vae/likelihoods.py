@@ -1,0 +1,219 @@
+"""Likelihoods p(x|z): decoder output -> a TFP distribution over one example.
+
+The decoder maps z [N, d] to a tensor of shape [N, *event_shape] (logits or a
+location). A likelihood layer reads it, may add its own parameters (a learned
+scale), and builds a distribution whose event shape is `event_shape`, so
+`log_prob(x)` is one number per example.
+"""
+
+import numpy as np
+
+from keras_vae._backend import keras, tf, tfd
+
+
+def _as_array(x):
+    return x.numpy() if hasattr(x, "numpy") else np.asarray(x)
+
+
+def check_finite(x, name="x"):
+    """Raises ValueError if `x` holds NaN or Inf, saying how many and where the first is."""
+    x = _as_array(x)
+    if np.issubdtype(x.dtype, np.floating):
+        bad = ~np.isfinite(x)
+        if bad.any():
+            first = tuple(int(i) for i in np.argwhere(bad)[0])
+            kind = "NaN" if np.isnan(x[first]) else "Inf"
+            raise ValueError(
+                f"{name} contains {int(bad.sum())} non-finite values (NaN or Inf); "
+                f"the first is {kind} at index {first}."
+            )
+
+
+class Likelihood(keras.layers.Layer):
+    """Base class. Subclasses define `distribution`, `mean` and `support`."""
+
+    #: (low, high) of the support, None for unbounded; checked by `validate`.
+    support = (None, None)
+
+    def __init__(self, event_shape, **kwargs):
+        super().__init__(**kwargs)
+        self.event_shape = tuple(int(s) for s in event_shape)
+
+    def call(self, outputs):
+        return tf.cast(outputs, "float32")
+
+    def distribution(self, params):
+        raise NotImplementedError
+
+    def mean(self, params):
+        """The mean of p(x|z): the image a decoder 'draws' for z."""
+        return self.distribution(params).mean()
+
+    def parameters(self, params):
+        """The likelihood's parameters as a dict of tensors (exported by the decoder)."""
+        raise NotImplementedError
+
+    def validate(self, x, name="x"):
+        """Checks data for this likelihood; raises ValueError naming the problem."""
+        x = _as_array(x)
+        check_finite(x, name)
+        low, high = self.support
+        if x.size == 0:
+            return
+        if low is not None and x.min() < low or high is not None and x.max() > high:
+            raise ValueError(
+                f"{name} has values in [{x.min()!r}, {x.max()!r}], outside the support "
+                f"[{low}, {high}] of the {type(self).__name__} likelihood."
+            )
+
+    def _event_ndims(self):
+        return len(self.event_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(event_shape=list(self.event_shape))
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_vae")
+class BernoulliLikelihood(Likelihood):
+    r"""p(x|z) = prod_i Bernoulli(x_i; sigmoid(l_i(z))), the decoder giving the logits l.
+
+    `log_prob` is -binary cross-entropy, so grey values in [0, 1] are accepted
+    (the usual 'continuous' reading); binarised data is the exact model.
+    Integer images (0-255) are refused: scale or binarise them first.
+    """
+
+    support = (0.0, 1.0)
+
+    def distribution(self, params):
+        return tfd.Independent(
+            tfd.Bernoulli(logits=params, dtype="float32"),
+            reinterpreted_batch_ndims=self._event_ndims(),
+        )
+
+    def mean(self, params):
+        return tf.sigmoid(params)
+
+    def parameters(self, params):
+        return {"probs": tf.sigmoid(params), "logits": params}
+
+    def validate(self, x, name="x"):
+        x = _as_array(x)
+        if np.issubdtype(x.dtype, np.integer) and x.size and x.max() > 1:
+            raise ValueError(
+                f"{name} holds integer values up to {int(x.max())} (dtype {x.dtype}); the "
+                "Bernoulli likelihood needs values in [0, 1]: divide 0-255 images by 255 "
+                "or binarise them (keras_vae.data.binarize)."
+            )
+        super().validate(x, name)
+
+
+@keras.saving.register_keras_serializable(package="keras_vae")
+class ContinuousBernoulliLikelihood(Likelihood):
+    r"""The continuous Bernoulli (Loaiza-Ganem & Cunningham, 2019) on [0, 1].
+
+    ```none
+    p(x|l) = C(l) sigmoid(l)^x (1 - sigmoid(l))^(1 - x)
+    ```
+
+    The normaliser C(l) makes it a proper density for grey values in [0, 1],
+    which the Bernoulli reading of grey pixels is not.
+    """
+
+    support = (0.0, 1.0)
+
+    def distribution(self, params):
+        return tfd.Independent(
+            tfd.ContinuousBernoulli(logits=params),
+            reinterpreted_batch_ndims=self._event_ndims(),
+        )
+
+    def parameters(self, params):
+        return {"mean": self.mean(params), "logits": params}
+
+    def validate(self, x, name="x"):
+        x = _as_array(x)
+        if np.issubdtype(x.dtype, np.integer) and x.size and x.max() > 1:
+            raise ValueError(
+                f"{name} holds integer values up to {int(x.max())}; the continuous "
+                "Bernoulli likelihood needs values in [0, 1]: divide 0-255 images by 255."
+            )
+        super().validate(x, name)
+
+
+@keras.saving.register_keras_serializable(package="keras_vae")
+class GaussianLikelihood(Likelihood):
+    r"""p(x|z) = prod_i N(x_i; m_i(z), s_i^2): the decoder gives the location m.
+
+    Args:
+      event_shape: the shape of one example.
+      scale: the standard deviation s (the initial value when learned).
+      learn_scale: if True, s is a trainable per-feature weight,
+        s = softplus(v) + min_scale.
+      min_scale: floor on a learned scale.
+    """
+
+    def __init__(self, event_shape, scale=1.0, learn_scale=False, min_scale=1e-3, **kwargs):
+        super().__init__(event_shape, **kwargs)
+        if float(scale) <= 0:
+            raise ValueError(f"scale must be > 0, got {scale!r}.")
+        self.scale = float(scale)
+        self.learn_scale = bool(learn_scale)
+        self.min_scale = float(min_scale)
+
+    def build(self, input_shape=None):
+        if self.learn_scale:
+            # Inverse softplus of (scale - min_scale), so s starts at `scale`.
+            init = np.log(np.expm1(max(self.scale - self.min_scale, 1e-6)))
+            self.raw_scale = self.add_weight(
+                shape=self.event_shape,
+                initializer=keras.initializers.Constant(float(init)),
+                name="raw_scale",
+            )
+        self.built = True
+
+    def stddev(self):
+        if self.learn_scale:
+            return tf.nn.softplus(tf.cast(self.raw_scale, "float32")) + self.min_scale
+        return tf.constant(self.scale, "float32")
+
+    def distribution(self, params):
+        return tfd.Independent(
+            tfd.Normal(loc=params, scale=self.stddev()),
+            reinterpreted_batch_ndims=self._event_ndims(),
+        )
+
+    def mean(self, params):
+        return params
+
+    def parameters(self, params):
+        return {"loc": params, "scale": tf.broadcast_to(self.stddev(), tf.shape(params))}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(scale=self.scale, learn_scale=self.learn_scale, min_scale=self.min_scale)
+        return config
+
+
+def get(identifier, event_shape):
+    """Returns a likelihood from a name, a config dict or a layer."""
+    if isinstance(identifier, Likelihood):
+        return identifier
+    if isinstance(identifier, dict):
+        return keras.saving.deserialize_keras_object(identifier)
+    names = {
+        "bernoulli": lambda: BernoulliLikelihood(event_shape, name="likelihood"),
+        "continuous_bernoulli": lambda: ContinuousBernoulliLikelihood(
+            event_shape, name="likelihood"
+        ),
+        "gaussian": lambda: GaussianLikelihood(event_shape, name="likelihood"),
+        "gaussian_learned_scale": lambda: GaussianLikelihood(
+            event_shape, learn_scale=True, name="likelihood"
+        ),
+    }
+    if identifier is None:
+        identifier = "bernoulli"
+    if identifier not in names:
+        raise ValueError(f"Unknown likelihood {identifier!r}; choose one of {sorted(names)}.")
+    return names[identifier]()

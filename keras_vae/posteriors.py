@@ -1,0 +1,83 @@
+"""Posterior heads: encoder features -> the parameters of q(z|x).
+
+A head is a Keras layer that returns tensors (never distributions: Keras 3 layers
+trace tensors only); `distribution(params)` builds the TFP distribution from them.
+"""
+
+from keras_vae._backend import keras, tf, tfd
+
+
+@keras.saving.register_keras_serializable(package="keras_vae")
+class DiagonalGaussianPosterior(keras.layers.Layer):
+    r"""Diagonal Gaussian q(z|x) = N(z; mu(x), diag(sigma(x)^2)).
+
+    The encoder's features h go through one dense layer of 2 * latent_dim units;
+    the first half is the location, the second the pre-softplus scale:
+
+    ```none
+    mu = W_mu h + b_mu
+    sigma = softplus(W_s h + b_s) + min_scale
+    ```
+
+    The floor `min_scale` keeps log q(z|x) bounded when a unit collapses
+    (sigma -> 0 makes the log-density, and so the log-weights, blow up).
+
+    Args:
+      latent_dim: int, the size d of z.
+      min_scale: float, the floor added to the scale.
+
+    Example:
+
+    ```python
+    head = DiagonalGaussianPosterior(latent_dim=2)
+    loc, scale = head(features)           # tensors, shape [B, 2]
+    q = head.distribution((loc, scale))   # tfd.Independent(tfd.Normal), event [2]
+    ```
+    """
+
+    def __init__(self, latent_dim, min_scale=1e-4, **kwargs):
+        super().__init__(**kwargs)
+        if int(latent_dim) <= 0:
+            raise ValueError(f"latent_dim must be a positive integer, got {latent_dim!r}.")
+        if float(min_scale) < 0:
+            raise ValueError(f"min_scale must be >= 0, got {min_scale!r}.")
+        self.latent_dim = int(latent_dim)
+        self.min_scale = float(min_scale)
+        self.dense = keras.layers.Dense(2 * self.latent_dim, name="loc_and_scale")
+
+    def build(self, input_shape):
+        self.dense.build(input_shape)
+        self.built = True
+
+    def call(self, features):
+        params = self.dense(features)
+        # Distribution parameters always in float32: fp16 KL terms overflow.
+        params = tf.cast(params, "float32")
+        loc, raw_scale = tf.split(params, 2, axis=-1)
+        scale = tf.nn.softplus(raw_scale) + self.min_scale
+        return loc, scale
+
+    def distribution(self, params):
+        loc, scale = params
+        return tfd.Independent(
+            tfd.Normal(loc=loc, scale=scale), reinterpreted_batch_ndims=1
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(latent_dim=self.latent_dim, min_scale=self.min_scale)
+        return config
+
+
+def get(identifier, latent_dim):
+    """Returns a posterior head from a name, a config dict or a layer."""
+    if isinstance(identifier, keras.layers.Layer):
+        return identifier
+    if identifier is None or identifier in ("gaussian", "diagonal_gaussian"):
+        return DiagonalGaussianPosterior(latent_dim, name="posterior")
+    if isinstance(identifier, dict):
+        return keras.saving.deserialize_keras_object(identifier)
+    raise ValueError(
+        f"Unknown posterior {identifier!r}: use 'diagonal_gaussian' or a Layer "
+        "with call(features) -> params and distribution(params) -> tfd.Distribution."
+    )
