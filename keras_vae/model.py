@@ -169,6 +169,21 @@ class VAE(keras.Model):
         """p(x|z): a TFP distribution over examples; z of shape [..., d]."""
         return self.likelihood.distribution(self._decoder_outputs(z, training))
 
+    def decoder_parameters(self, z):
+        """The likelihood's parameters for z [N, d] as a dict of tensors, with 'mean'.
+
+        E.g. {'mean', 'probs', 'logits'} for a Bernoulli likelihood. This is what an
+        exported decoder returns, so it uses no TFP at all.
+        """
+        outputs = self._decoder_outputs(z)
+        parameters = dict(self.likelihood.parameters(outputs))
+        parameters["mean"] = self.likelihood.mean(outputs)
+        return parameters
+
+    def encoder_parameters(self, x):
+        """The posterior's parameters (loc, scale), each [B, d], for x [B, *event_shape]."""
+        return self.posterior(self.encoder(tf.cast(x, "float32")))
+
     def prior_distribution(self):
         """p(z): a TFP distribution with event shape [d]."""
         return self.prior.distribution(encode=self.encode)
