@@ -1,0 +1,511 @@
+r"""Data for VAEs: MNIST, Fashion-MNIST, the embedded MNIST subset, user arrays and images.
+
+Every loader returns a `Dataset` of float32 images in [0, 1] with shape
+[N, H, W, C] (MNIST: [N, 28, 28, 1]) and integer labels (or None).
+
+Binarisation follows the protocol of Burda et al. (2016):
+
+```none
+dynamic   x_bin ~ Bernoulli(x), a fresh draw each time an image is used in training
+          (`dynamic_binarization`, a seeded tf.data pipeline)
+static    x_bin ~ Bernoulli(x), one fixed draw (`binarize`)
+test set  binarised once, with the fixed seed TEST_BINARIZATION_SEED, under both
+```
+
+and the IWAE paper's split holds out the last 400 training images for
+validation (`split="iwae"`).
+
+Example:
+
+```python
+from keras_vae import data
+ds = data.load("mnist", binarization="dynamic", split="iwae")
+train = data.dynamic_binarization(ds.x_train, batch_size=20, seed=0)
+model.fit(train, epochs=10, validation_data=(ds.x_valid,))
+```
+
+References:
+  Y. Burda, R. Grosse, R. Salakhutdinov. Importance Weighted Autoencoders. ICLR 2016.
+  Y. LeCun, C. Cortes, C. Burges. The MNIST database of handwritten digits.
+  H. Xiao, K. Rasul, R. Vollgraf. Fashion-MNIST. arXiv:1708.07747, 2017.
+"""
+
+import dataclasses
+import importlib.resources
+import os
+import pathlib
+import zipfile
+
+import numpy as np
+
+from keras_vae._backend import keras, tf
+
+#: Names `load` accepts besides a path.
+NAMES = ("embedded", "mnist", "fashion_mnist")
+
+#: The seed of the one binarisation of every test (and validation) set.
+TEST_BINARIZATION_SEED = 123
+
+#: The IWAE paper's validation set: the last 400 training images.
+IWAE_VALIDATION_SIZE = 400
+
+BINARIZATIONS = (None, "static", "dynamic")
+SPLITS = ("full", "iwae")
+
+#: Likelihoods whose support is [0, 1] (`load` refuses values outside it for them).
+BINARY_LIKELIHOODS = ("bernoulli", "continuous_bernoulli")
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+EMBEDDED_FILE = "mnist_small.npz"
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """Images in [0, 1] (float32, [N, H, W, C]) with labels, split for training and testing.
+
+    Attributes:
+      x_train, y_train: training images and labels (labels may be None).
+      x_test, y_test: test images and labels; for user data without a test part,
+        `test_fraction` of the examples (may be zero: then shape [0, H, W, C]).
+      name: 'mnist', 'fashion_mnist', 'embedded', or the path loaded.
+      x_valid, y_valid: the validation images (`split='iwae'`), else None.
+      protocol: how the data were made (binarisation, seeds, split, sizes); goes
+        into evaluation reports as is.
+    """
+
+    x_train: np.ndarray
+    y_train: object
+    x_test: np.ndarray
+    y_test: object
+    name: str
+    x_valid: object = None
+    y_valid: object = None
+    protocol: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def event_shape(self):
+        """The shape of one example, e.g. (28, 28, 1)."""
+        return tuple(self.x_train.shape[1:])
+
+    def __repr__(self):
+        sizes = f"train={len(self.x_train)}, test={len(self.x_test)}"
+        if self.x_valid is not None:
+            sizes += f", valid={len(self.x_valid)}"
+        return f"Dataset(name={self.name!r}, {sizes}, event_shape={self.event_shape})"
+
+
+# --------------------------------------------------------------------------- binarisation
+
+
+def binarize(x, seed=TEST_BINARIZATION_SEED):
+    r"""Static binarisation: one fixed draw x_bin ~ Bernoulli(x), as float32 0/1.
+
+    ```none
+    x_bin[i] = 1  if u[i] < x[i],  u ~ Uniform(0, 1) from numpy's PCG64(seed)
+    ```
+
+    The same `x` and `seed` give the same draw on every machine (numpy's
+    generator, not TensorFlow's). Used for the test set (with
+    TEST_BINARIZATION_SEED) and for statically binarised training sets.
+
+    Args:
+      x: array of grey values in [0, 1].
+      seed: int seed of the draw.
+
+    Returns:
+      float32 array of x's shape with values in {0, 1}.
+    """
+    x = np.asarray(x, dtype="float32")
+    _check_unit_interval(x, "x")
+    u = np.random.default_rng(int(seed)).random(x.shape, dtype="float32")
+    return (u < x).astype("float32")
+
+
+def dynamic_binarization(x, batch_size=100, seed=0, y=None, shuffle=True, repeat=False):
+    r"""A tf.data pipeline that binarises each batch afresh: x_bin ~ Bernoulli(x) per use.
+
+    Burda et al.'s dynamic binarisation: every time an image is drawn for a
+    training step, a new Bernoulli sample is taken, so the model never sees the
+    same binary image twice (a strong regulariser on MNIST). The pipeline is
+    seeded: the same `seed` gives the same batches and draws, epoch after epoch,
+    on every run; each epoch (each new iteration over the dataset) shuffles and
+    draws differently.
+
+    Args:
+      x: float array [N, ...] of grey values in [0, 1].
+      batch_size: examples per batch.
+      seed: int seed of the shuffling and of the draws.
+      y: optional labels [N]; the elements are then (x_bin, y).
+      shuffle: reshuffle the examples every epoch.
+      repeat: repeat forever (then pass `steps_per_epoch` to `fit`).
+
+    Returns:
+      A `tf.data.Dataset` of float32 batches in {0, 1} (or (batch, labels)),
+      ready for `model.fit`.
+    """
+    x = np.asarray(x, dtype="float32")
+    _check_unit_interval(x, "x")
+    if int(batch_size) <= 0:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    seed = int(seed)
+    elements = x if y is None else (x, np.asarray(y))
+    ds = tf.data.Dataset.from_tensor_slices(elements)
+    if shuffle:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(int(batch_size))
+    # One int64 per batch from a seeded stream that changes every epoch; the
+    # draw is a stateless function of it, so the pipeline is deterministic.
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    ds = tf.data.Dataset.zip((ds, seeds))
+
+    def draw(batch, pair):
+        images = batch if y is None else batch[0]
+        u = tf.random.stateless_uniform(tf.shape(images), seed=pair, dtype="float32")
+        binary = tf.cast(u < images, "float32")
+        return binary if y is None else (binary, batch[1])
+
+    ds = ds.map(draw, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if repeat:
+        ds = ds.repeat()
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load(name_or_path, binarization=None, seed=0, split="full", likelihood="bernoulli",
+         event_shape=None, test_fraction=0.0):
+    r"""Loads a data set by name or from a file or folder, as a `Dataset` in [0, 1].
+
+    Names: 'embedded' (3,000 + 1,000 MNIST digits shipped in the package: no
+    network, no cache), 'mnist', 'fashion_mnist' (through `keras.datasets`,
+    which downloads once into $KERAS_HOME/datasets).
+
+    Paths:
+      - `.npy`: one array [N, H, W] or [N, H, W, C] of examples (no labels);
+      - `.npz`: arrays `x_train` (and `x_test`, `y_train`, `y_test`), or `x`
+        (and `y`), or a single array;
+      - a folder of images (png, jpg, ...), read as greyscale unless they have
+        colour; images in sub-folders get the sub-folder's index (sorted names)
+        as their label.
+      Integer arrays holding values above 1 are read as 0-255 pixels and divided
+      by 255; float arrays must already be scaled. Every file is checked and a
+      problem raises FileNotFoundError (missing) or ValueError (corrupt file,
+      wrong dtype or shape, NaN/Inf, values outside [0, 1] for a Bernoulli or
+      continuous-Bernoulli likelihood, or outside [0, 255] for integers).
+
+    Args:
+      name_or_path: one of NAMES, or a str / pathlib.Path.
+      binarization: None (grey values), 'static' (training images binarised once
+        with `seed`) or 'dynamic' (training images left grey, for
+        `dynamic_binarization`). With either, the test and validation images are
+        binarised once with TEST_BINARIZATION_SEED.
+      seed: int seed of the static binarisation.
+      split: 'full' (all training images) or 'iwae' (the last 400 training
+        images become `x_valid`).
+      likelihood: the likelihood the data are for; 'bernoulli' and
+        'continuous_bernoulli' need values in [0, 1]; 'gaussian*' take any
+        finite value.
+      event_shape: the expected shape of one example, e.g. (28, 28, 1); None
+        accepts any. [N, H, W] data get a channel axis first.
+      test_fraction: for user data with no test part, the fraction of examples
+        (the last ones) kept as the test set.
+
+    Returns:
+      A `Dataset`.
+    """
+    if binarization not in BINARIZATIONS:
+        raise ValueError(f"binarization must be one of {BINARIZATIONS}, got {binarization!r}.")
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}.")
+    if not 0.0 <= float(test_fraction) < 1.0:
+        raise ValueError(f"test_fraction must lie in [0, 1), got {test_fraction!r}.")
+    if binarization is not None and likelihood not in BINARY_LIKELIHOODS:
+        raise ValueError(
+            f"binarization={binarization!r} makes 0/1 data, which needs a Bernoulli "
+            f"likelihood, not {likelihood!r}."
+        )
+
+    if isinstance(name_or_path, str) and name_or_path in NAMES:
+        name = name_or_path
+        (x_train, y_train), (x_test, y_test) = _LOADERS[name]()
+        x_train, x_test = _scale_images(x_train), _scale_images(x_test)
+    elif isinstance(name_or_path, (str, os.PathLike)):
+        path = pathlib.Path(name_or_path).expanduser()
+        name = str(path)
+        x_train, y_train, x_test, y_test = _load_user_data(path, likelihood, test_fraction)
+    else:
+        raise TypeError(
+            f"load() takes a name ({', '.join(NAMES)}) or a path, got {type(name_or_path)}."
+        )
+    if event_shape is not None and tuple(x_train.shape[1:]) != tuple(event_shape):
+        raise ValueError(
+            f"{name}: examples have shape {tuple(x_train.shape[1:])}, but "
+            f"event_shape={tuple(event_shape)} was asked for."
+        )
+
+    x_valid = y_valid = None
+    if split == "iwae":
+        if len(x_train) <= IWAE_VALIDATION_SIZE:
+            raise ValueError(
+                f"split='iwae' holds out the last {IWAE_VALIDATION_SIZE} training images, "
+                f"but {name} has only {len(x_train)}."
+            )
+        x_valid, x_train = x_train[-IWAE_VALIDATION_SIZE:], x_train[:-IWAE_VALIDATION_SIZE]
+        if y_train is not None:
+            y_valid, y_train = y_train[-IWAE_VALIDATION_SIZE:], y_train[:-IWAE_VALIDATION_SIZE]
+
+    if binarization is not None:
+        x_test = binarize(x_test, TEST_BINARIZATION_SEED)
+        if x_valid is not None:
+            x_valid = binarize(x_valid, TEST_BINARIZATION_SEED + 1)
+        if binarization == "static":
+            x_train = binarize(x_train, seed)
+
+    protocol = {
+        "data": name,
+        "binarization": binarization,
+        "train_binarization_seed": seed if binarization == "static" else None,
+        "dynamic_binarization_seed": "set by dynamic_binarization(seed=...)"
+        if binarization == "dynamic" else None,
+        "test_binarization_seed": TEST_BINARIZATION_SEED if binarization else None,
+        "validation_binarization_seed": TEST_BINARIZATION_SEED + 1
+        if binarization and x_valid is not None else None,
+        "split": split,
+        "num_train": int(len(x_train)),
+        "num_valid": 0 if x_valid is None else int(len(x_valid)),
+        "num_test": int(len(x_test)),
+        "event_shape": list(x_train.shape[1:]),
+    }
+    return Dataset(x_train, y_train, x_test, y_test, name, x_valid, y_valid, protocol)
+
+
+def load_embedded():
+    """The 3,000 + 1,000 MNIST digits shipped in the package: ((x, y), (x, y)), uint8.
+
+    See keras_vae/assets/README.md for provenance and licence.
+    """
+    resource = importlib.resources.files("keras_vae") / "assets" / EMBEDDED_FILE
+    with importlib.resources.as_file(resource) as path, np.load(path) as f:
+        return (f["x_train"], f["y_train"]), (f["x_test"], f["y_test"])
+
+
+def _keras_dataset(module_name):
+    def load_data():
+        module = getattr(keras.datasets, module_name)
+        try:
+            return module.load_data()
+        except Exception as error:  # no network, no cache, a broken cache...
+            raise OSError(
+                f"keras.datasets.{module_name}.load_data() failed ({error}). It downloads "
+                "the data once into $KERAS_HOME/datasets (~/.keras/datasets); with no "
+                "network, copy the files there, or use load('embedded') (a small MNIST "
+                "subset shipped with keras_vae)."
+            ) from error
+
+    return load_data
+
+
+_LOADERS = {
+    "embedded": load_embedded,
+    "mnist": _keras_dataset("mnist"),
+    "fashion_mnist": _keras_dataset("fashion_mnist"),
+}
+
+
+def _scale_images(x):
+    """uint8 [N, H, W] -> float32 [N, H, W, 1] in [0, 1]."""
+    x = np.asarray(x)
+    if x.ndim == 3:
+        x = x[..., None]
+    return (x.astype("float32") / 255.0).astype("float32")
+
+
+# --------------------------------------------------------------------------- user data
+
+
+def _load_user_data(path, likelihood, test_fraction):
+    if not path.exists():
+        raise FileNotFoundError(f"No such data file or folder: {str(path)!r}.")
+    if path.is_dir():
+        x, y = _read_image_folder(path)
+        x_test = y_test = None
+    elif path.suffix.lower() == ".npy":
+        x, y, x_test, y_test = _read_npy(path), None, None, None
+    elif path.suffix.lower() == ".npz":
+        x, y, x_test, y_test = _read_npz(path)
+    else:
+        raise ValueError(
+            f"{str(path)!r}: unknown data format {path.suffix!r}; use a .npy or .npz "
+            "array or a folder of images."
+        )
+    x = check_images(x, f"{path.name}", likelihood)
+    y = _check_labels(y, len(x), f"{path.name} labels")
+    if x_test is None:
+        n_test = int(round(len(x) * float(test_fraction)))
+        x, x_test = x[: len(x) - n_test], x[len(x) - n_test:]
+        if y is not None:
+            y, y_test = y[: len(y) - n_test], y[len(y) - n_test:]
+    else:
+        x_test = check_images(x_test, f"{path.name} x_test", likelihood)
+        if x_test.shape[1:] != x.shape[1:]:
+            raise ValueError(
+                f"{path.name}: x_test examples have shape {x_test.shape[1:]}, but the "
+                f"training examples {x.shape[1:]}."
+            )
+        y_test = _check_labels(y_test, len(x_test), f"{path.name} y_test")
+    return x, y, x_test, y_test
+
+
+def _read_npy(path):
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        raise ValueError(f"{str(path)!r} is not a readable .npy array (corrupt?): {error}") from error
+
+
+def _read_npz(path):
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {key: f[key] for key in f.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+        raise ValueError(f"{str(path)!r} is not a readable .npz archive (corrupt?): {error}") from error
+    if "x_train" in arrays:
+        return (arrays["x_train"], arrays.get("y_train"), arrays.get("x_test"),
+                arrays.get("y_test"))
+    if "x" in arrays:
+        return arrays["x"], arrays.get("y"), None, None
+    if len(arrays) == 1:
+        return next(iter(arrays.values())), None, None, None
+    raise ValueError(
+        f"{str(path)!r} holds arrays {sorted(arrays)}; expected 'x_train' (with optional "
+        "'y_train', 'x_test', 'y_test'), or 'x' (with optional 'y'), or a single array."
+    )
+
+
+def _read_image_folder(path):
+    from PIL import Image, UnidentifiedImageError
+
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    classes = sorted(p.name for p in path.iterdir() if p.is_dir())
+    labelled = []
+    for label, cls in enumerate(classes):
+        labelled += [(p, label) for p in sorted((path / cls).iterdir())
+                     if p.suffix.lower() in IMAGE_SUFFIXES]
+    if files and labelled:
+        raise ValueError(
+            f"{str(path)!r} mixes images and class sub-folders; use one or the other."
+        )
+    entries = [(p, None) for p in files] + labelled
+    if not entries:
+        raise ValueError(
+            f"{str(path)!r} holds no images ({', '.join(IMAGE_SUFFIXES)}), directly or in "
+            "class sub-folders."
+        )
+    images = []
+    for file, _ in entries:
+        try:
+            with Image.open(file) as image:
+                image.load()
+                mode = "L" if image.mode in ("1", "L", "P", "I", "I;16", "F", "LA") else "RGB"
+                images.append(np.asarray(image.convert(mode)))
+        except (UnidentifiedImageError, OSError, SyntaxError) as error:
+            raise ValueError(f"{str(file)!r} is not a readable image (corrupt?): {error}") from error
+    first_file, first = entries[0][0], images[0].shape
+    for (file, _), image in zip(entries, images):
+        if image.shape != first:
+            raise ValueError(
+                f"{str(path)!r}: the images differ in shape: {first_file.name} is {first}, "
+                f"{file.name} is {image.shape}. Resize them to one size first."
+            )
+    x = np.stack(images)
+    y = None if not labelled else np.array([label for _, label in entries], "int64")
+    return x, y
+
+
+def check_images(x, name="x", likelihood="bernoulli"):
+    r"""Checks and converts user images to float32 [N, H, W, C] for a likelihood.
+
+    ```none
+    bool                    -> 0.0 / 1.0
+    integers in [0, 1]      -> as they are (binary data)
+    integers in [0, 255]    -> x / 255
+    floats                  -> as they are; finite; in [0, 1] for binary likelihoods
+    [N, H, W]               -> [N, H, W, 1]
+    ```
+
+    Raises:
+      ValueError: naming the problem (dtype, shape, empty, NaN/Inf, range).
+    """
+    x = np.asarray(x)
+    if x.dtype.kind not in "biuf":
+        raise ValueError(f"{name} has dtype {x.dtype}; expected numbers (uint8 or float).")
+    if x.ndim not in (3, 4):
+        raise ValueError(
+            f"{name} has shape {x.shape}; expected images [N, H, W] or [N, H, W, C] "
+            "(a batch of examples first)."
+        )
+    if x.ndim == 4 and x.shape[-1] not in (1, 2, 3, 4):
+        raise ValueError(
+            f"{name} has shape {x.shape}: {x.shape[-1]} channels; expected [N, H, W, C] "
+            "with C in 1..4 (channels last)."
+        )
+    if x.shape[0] == 0 or x.size == 0:
+        raise ValueError(f"{name} is empty (shape {x.shape}).")
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.dtype.kind == "b":
+        return x.astype("float32")
+    if x.dtype.kind in "iu":
+        low, high = int(x.min()), int(x.max())
+        if low < 0 or high > 255:
+            raise ValueError(
+                f"{name} holds integers in [{low}, {high}]; integer images must be 0-255 "
+                "pixels (or 0/1)."
+            )
+        return x.astype("float32") / (255.0 if high > 1 else 1.0)
+    x = x.astype("float32")
+    bad = ~np.isfinite(x)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        kind = "NaN" if np.isnan(x[first]) else "Inf"
+        raise ValueError(
+            f"{name} contains {int(bad.sum())} non-finite values (NaN or Inf); the first "
+            f"is {kind} at index {first}."
+        )
+    if likelihood in BINARY_LIKELIHOODS:
+        if x.max() > 1.0:
+            raise ValueError(
+                f"{name} has values above 1 (max {float(x.max())!r}); the {likelihood} "
+                "likelihood needs values in [0, 1]: divide 0-255 images by 255."
+            )
+        if x.min() < 0.0:
+            raise ValueError(
+                f"{name} has negative values (min {float(x.min())!r}); the {likelihood} "
+                "likelihood needs values in [0, 1]."
+            )
+    return x
+
+
+def _check_labels(y, n, name):
+    if y is None:
+        return None
+    y = np.asarray(y)
+    if y.shape != (n,):
+        raise ValueError(f"{name} have shape {y.shape}; expected ({n},), one per example.")
+    return y
+
+
+def _check_unit_interval(x, name):
+    if x.size and not (np.all(np.isfinite(x)) and x.min() >= 0.0 and x.max() <= 1.0):
+        raise ValueError(
+            f"{name} must hold values in [0, 1] to binarise (probabilities); got values in "
+            f"[{float(np.nanmin(x))!r}, {float(np.nanmax(x))!r}] or NaN."
+        )
+
+
+__all__ = [
+    "Dataset", "load", "load_embedded", "binarize", "dynamic_binarization", "check_images",
+    "NAMES", "TEST_BINARIZATION_SEED", "IWAE_VALIDATION_SIZE",
+]
