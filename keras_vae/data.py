@@ -327,7 +327,8 @@ def _scale_images(x):
 
 def _load_user_data(path, likelihood, test_fraction):
     if not path.exists():
-        raise FileNotFoundError(f"No such data file or folder: {str(path)!r}.")
+        hint = "" if path.suffix else f" (data set names: {', '.join(NAMES)})"
+        raise FileNotFoundError(f"No such data file or folder: {str(path)!r}{hint}.")
     if path.is_dir():
         x, y = _read_image_folder(path)
         x_test = y_test = None
@@ -453,8 +454,12 @@ def check_images(x, name="x", likelihood="bernoulli"):
         )
     if x.shape[0] == 0 or x.size == 0:
         raise ValueError(f"{name} is empty (shape {x.shape}).")
-    if x.ndim == 3:
-        x = x[..., None]
+    x = _check_values(x, name, likelihood)
+    return x[..., None] if x.ndim == 3 else x
+
+
+def _check_values(x, name, likelihood):
+    """dtype and range of `check_images`: returns float32 values or raises ValueError."""
     if x.dtype.kind == "b":
         return x.astype("float32")
     if x.dtype.kind in "iu":
@@ -465,8 +470,7 @@ def check_images(x, name="x", likelihood="bernoulli"):
                 "pixels (or 0/1)."
             )
         return x.astype("float32") / (255.0 if high > 1 else 1.0)
-    x = x.astype("float32")
-    bad = ~np.isfinite(x)
+    bad = ~np.isfinite(x)  # before the cast: float64 values beyond float32 are an error too
     if bad.any():
         first = tuple(int(i) for i in np.argwhere(bad)[0])
         kind = "NaN" if np.isnan(x[first]) else "Inf"
@@ -474,6 +478,9 @@ def check_images(x, name="x", likelihood="bernoulli"):
             f"{name} contains {int(bad.sum())} non-finite values (NaN or Inf); the first "
             f"is {kind} at index {first}."
         )
+    if np.abs(x).max() > np.finfo("float32").max:
+        raise ValueError(f"{name} has values beyond the float32 range (max |x| {np.abs(x).max()!r}).")
+    x = x.astype("float32")
     if likelihood in BINARY_LIKELIHOODS:
         if x.max() > 1.0:
             raise ValueError(
