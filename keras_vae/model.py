@@ -134,12 +134,17 @@ class VAE(keras.Model):
         if self.built:
             return
         shape = (None,) + self.event_shape
-        self.encoder.build(shape)
+        # Sub-layers deserialised by load_model arrive built (and locked): build
+        # only the others, or adding their weights again fails.
+        if not self.encoder.built:
+            self.encoder.build(shape)
         features = self.encoder.compute_output_shape(shape)
-        self.posterior.build(features)
-        self.decoder.build((None, self.latent_dim))
-        self.likelihood.build((None,) + self.event_shape)
-        self.prior.build(None)
+        for layer, layer_shape in ((self.posterior, features),
+                                   (self.decoder, (None, self.latent_dim)),
+                                   (self.likelihood, (None,) + self.event_shape),
+                                   (self.prior, None)):
+            if not layer.built:
+                layer.build(layer_shape)
         self.built = True
 
     def _metric_names(self):
