@@ -1,0 +1,279 @@
+r"""ONNX (opset 17): the decoder, a self-contained sampler, and the sampler quantised to int8.
+
+| file               | inputs                                       | outputs                                    |
+|--------------------|----------------------------------------------|--------------------------------------------|
+| decoder.onnx       | z float32 [N, d]                             | mean + the likelihood's parameters [N, *event] |
+| sampler.onnx       | num_samples int64 [], temperature float32 [] | images float32 [n, *event], z float32 [n, d] |
+| sampler_int8.onnx  | as sampler.onnx                              | as sampler.onnx (int8 weights, dynamic)    |
+
+Converted with `tf2onnx.convert.from_function` (`from_keras` fails on Keras 3).
+The sampler draws its noise inside the graph with `RandomNormalLike`; tf2onnx
+writes `seed=0` on random ops, which would make every session draw the same z,
+so the attribute is removed (`strip_random_seeds`) and onnxruntime's seeding
+applies:
+
+* by default each process draws differently (onnxruntime seeds from the clock
+  once per process; sessions created in one process start alike);
+* `onnxruntime.set_seed(s)` before creating a session makes its draws
+  reproducible;
+* for draws that are identical on every runtime (CPU, wasm, ...), draw z
+  yourself and run `decoder.onnx` (z = temperature * eps for the standard normal
+  prior): decoding a given z is exact.
+
+Every file is checked before it is moved into place: `onnx.checker` (full
+check), an onnxruntime session, decode parity with the Keras model, sampled
+images equal to the Keras decoder on the sampler's own z, and sampling that
+agrees in distribution with the Keras model's samples.
+"""
+
+import contextlib
+import logging
+import pathlib
+
+import numpy as np
+
+from keras_vae._backend import tf
+from keras_vae.export import _common
+from keras_vae.export import _graph
+from keras_vae.export import verify
+
+DEFAULT_OPSET = 17
+FILES = {"decoder": "decoder.onnx", "sampler": "sampler.onnx", "sampler_int8": "sampler_int8.onnx"}
+RANDOM_OPS = ("RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike",
+              "Multinomial", "Bernoulli")
+SEEDING = (
+    "No seed is baked into sampler.onnx / sampler_int8.onnx: their RandomNormalLike op has no "
+    "'seed' attribute, so onnxruntime seeds it: from the clock, once per process, by default "
+    "(different draws in every process; successive runs of one session differ); call "
+    "onnxruntime.set_seed(s) before creating the InferenceSession for reproducible draws. "
+    "For draws identical across runtimes, draw z yourself and run decoder.onnx (exact): "
+    "z = temperature * eps, eps ~ N(0, I) for the standard normal prior."
+)
+_SAMPLE_ROWS = 5
+
+
+@contextlib.contextmanager
+def _quiet_tf2onnx():
+    logger = logging.getLogger("tf2onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def strip_random_seeds(model_proto):
+    """Removes the 'seed' attribute of every random op (in place); returns how many."""
+    stripped = 0
+    for node in model_proto.graph.node:
+        if node.op_type in RANDOM_OPS:
+            keep = [a for a in node.attribute if a.name != "seed"]
+            stripped += len(node.attribute) - len(keep)
+            del node.attribute[:]
+            node.attribute.extend(keep)
+    return stripped
+
+
+def seeded_random_ops(model_proto):
+    """Names of random ops that carry a fixed seed (should be none)."""
+    return [n.name for n in model_proto.graph.node
+            if n.op_type in RANDOM_OPS and any(a.name == "seed" for a in n.attribute)]
+
+
+def _name_batch_dims(model_proto, symbol):
+    for value in list(model_proto.graph.input) + list(model_proto.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if len(dims) >= 2 and not dims[0].HasField("dim_value"):
+            dims[0].dim_param = symbol
+
+
+def _metadata(model_proto, spec, role):
+    entries = {"keras_vae.role": role, "keras_vae.latent_dim": str(spec.latent_dim),
+               "keras_vae.event_shape": ",".join(map(str, spec.event_shape)),
+               "keras_vae.likelihood": spec.likelihood, "keras_vae.prior": spec.prior}
+    if role == "sampler":
+        entries["keras_vae.seeding"] = SEEDING
+    for key, value in entries.items():
+        entry = model_proto.metadata_props.add()
+        entry.key, entry.value = key, value
+
+
+def convert(fn, input_signature, opset):
+    """A tf2onnx ModelProto of `fn` (a Python function of tensors)."""
+    import tf2onnx
+
+    with _quiet_tf2onnx():
+        model_proto, _ = tf2onnx.convert.from_function(
+            tf.function(fn), input_signature=input_signature, opset=opset)
+    return model_proto
+
+
+def build_decoder(model, spec, opset=DEFAULT_OPSET):
+    """decoder.onnx as a ModelProto: z [N, d] -> mean and the likelihood's parameters."""
+    proto = convert(_graph.decode_function(model),
+                    [tf.TensorSpec([None, spec.latent_dim], tf.float32, name="z")], opset)
+    _name_batch_dims(proto, "N")
+    _metadata(proto, spec, "decoder")
+    return proto
+
+
+def build_sampler(model, spec, opset=DEFAULT_OPSET):
+    """sampler.onnx as a ModelProto, random seeds stripped: (num_samples, temperature) -> images, z."""
+    proto = convert(_graph.onnx_sampler_function(model, spec),
+                    [tf.TensorSpec([], tf.int64, name="num_samples"),
+                     tf.TensorSpec([], tf.float32, name="temperature")], opset)
+    strip_random_seeds(proto)
+    _name_batch_dims(proto, "n")
+    _metadata(proto, spec, "sampler")
+    return proto
+
+
+def quantize(source, target):
+    """sampler_int8.onnx: `onnxruntime.quantization.quantize_dynamic` (int8 weights)."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    source, target = pathlib.Path(source), pathlib.Path(target)
+    prepared = target.with_name(target.stem + ".pre.onnx")
+    try:
+        # skip_symbolic_shape: the symbolic pass needs sympy and gains nothing here.
+        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+        quantize_dynamic(str(prepared), str(target), weight_type=QuantType.QInt8)
+    finally:
+        _common.remove(prepared)
+    proto = onnx.load(str(target))
+    if strip_random_seeds(proto):  # the pre-processing must not have brought one back
+        onnx.save(proto, str(target))
+    return target
+
+
+def session(path):
+    """An onnxruntime CPU session of the file at `path` (after onnx.checker's full check)."""
+    import onnx
+    import onnxruntime
+
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except Exception as error:  # onnx raises several types
+        raise verify.ExportCheckError(f"ONNX {pathlib.Path(path).name}: onnx.checker: {error}") from error
+    try:
+        return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as error:
+        raise verify.ExportCheckError(
+            f"ONNX {pathlib.Path(path).name}: onnxruntime cannot load it: {error}") from error
+
+
+def _run(sess, feeds):
+    names = [o.name for o in sess.get_outputs()]
+    return dict(zip(names, sess.run(names, feeds)))
+
+
+def check_decoder(path, reference):
+    """Decode parity on the reference z (16 rows and 1 row: the batch is dynamic)."""
+    sess = session(path)
+    artefact = f"ONNX {pathlib.Path(path).name}"
+    figures = verify.check_outputs(artefact, _run(sess, {"z": reference.z}), reference.decode)
+    one = {k: v[:1] for k, v in reference.decode.items()}
+    verify.check_outputs(f"{artefact} (batch of 1)", _run(sess, {"z": reference.z[:1]}), one)
+    return {"decode_max_abs_diff": figures}
+
+
+def check_sampler(path, reference, int8=False):
+    """Sampler checks; for int8 the decode error is measured (bounded only loosely)."""
+    import onnx
+
+    sess = session(path)
+    name = pathlib.Path(path).name
+    artefact = f"ONNX {name}"
+    seeded = seeded_random_ops(onnx.load(str(path)))
+    if seeded:
+        raise verify.ExportCheckError(f"{artefact}: random ops {seeded} carry a fixed seed.")
+    spec = reference.spec
+    feeds = {"num_samples": np.array(_SAMPLE_ROWS, np.int64),
+             "temperature": np.array(verify.DISTRIBUTION_TEMPERATURE, np.float32)}
+    first, second = _run(sess, feeds), _run(sess, feeds)
+    for key, shape in (("images", (_SAMPLE_ROWS,) + spec.event_shape),
+                       ("z", (_SAMPLE_ROWS, spec.latent_dim))):
+        if key not in first or first[key].shape != shape:
+            got = first[key].shape if key in first else "missing"
+            raise verify.ExportCheckError(f"{artefact}: output '{key}' is {got}, expected {shape}.")
+    if np.array_equal(first["z"], second["z"]):
+        raise verify.ExportCheckError(f"{artefact}: two runs drew the same z: the noise is fixed.")
+    feeds["num_samples"] = np.array(verify.DISTRIBUTION_DRAWS, np.int64)
+    draws = _run(sess, feeds)
+    keras_images = reference.decode_at(draws["z"])["mean"]
+    figures = {}
+    if int8:
+        figures["decode_error_vs_keras"] = verify.check_int8(artefact, draws["images"], keras_images)
+    else:
+        figures["sample_images_vs_keras_decode_max_abs_diff"] = verify.check_close(
+            f"{artefact} images (vs the Keras decoder on its z)", draws["images"], keras_images)
+    figures["sample_distribution"] = verify.check_distribution(
+        f"{artefact}", draws["images"], reference.draws)
+    return figures
+
+
+def build(model, spec, directory, opset=DEFAULT_OPSET, quantized=True):
+    """Writes the ONNX files into `directory` (a staging folder); returns {role: path}."""
+    import onnx
+
+    directory = pathlib.Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {"decoder": directory / FILES["decoder"], "sampler": directory / FILES["sampler"]}
+    onnx.save(build_decoder(model, spec, opset), str(paths["decoder"]))
+    onnx.save(build_sampler(model, spec, opset), str(paths["sampler"]))
+    if quantized:
+        paths["sampler_int8"] = quantize(paths["sampler"], directory / FILES["sampler_int8"])
+    return paths
+
+
+def check(paths, reference):
+    """Checks every written file; returns {role: figures}."""
+    figures = {"decoder": check_decoder(paths["decoder"], reference),
+               "sampler": check_sampler(paths["sampler"], reference)}
+    if "sampler_int8" in paths:
+        figures["sampler_int8"] = check_sampler(paths["sampler_int8"], reference, int8=True)
+    return figures
+
+
+def export_onnx(model, out_dir, opset=DEFAULT_OPSET, quantized=True, overwrite=False):
+    """Exports decoder.onnx, sampler.onnx and sampler_int8.onnx into `out_dir`, checked first.
+
+    Args:
+      model: a trained `keras_vae.VAE` (or subclass), or the path of a .keras file.
+      out_dir: the folder the files go to (`export_all` uses OUT/onnx).
+      opset: the ONNX opset (17 is the one tested).
+      quantized: also write the int8 sampler.
+      overwrite: replace existing files (otherwise an existing one is an error).
+
+    Returns:
+      {'decoder': path, 'sampler': path, 'sampler_int8': path} (str paths).
+
+    Raises:
+      FileExistsError, ExportCheckError (nothing is left in out_dir).
+    """
+    paths, _ = _export(model, out_dir, opset, quantized, overwrite)
+    return paths
+
+
+def _export(model, out_dir, opset, quantized, overwrite, reference=None):
+    out_dir = pathlib.Path(out_dir)
+    roles = [r for r in FILES if quantized or r != "sampler_int8"]
+    existing = [str(out_dir / FILES[r]) for r in roles if (out_dir / FILES[r]).exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"{existing} exist; pass overwrite=True to replace them.")
+    model, spec = _common.prepare(model)
+    reference = reference or _common.Reference(model, spec)
+    staging = _common.staging_dir(out_dir, ".tmp-onnx-")
+    try:
+        paths = build(model, spec, staging, opset, quantized)
+        figures = check(paths, reference)
+        final = {}
+        for role, path in paths.items():
+            _common.move_into_place(path, out_dir / FILES[role], overwrite)
+            final[role] = str(out_dir / FILES[role])
+    finally:
+        _common.remove(staging)
+    return final, figures

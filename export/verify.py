@@ -1,0 +1,153 @@
+r"""Parity checks run by every export: exact decoding and sampling that agrees in distribution.
+
+```none
+decode:   max |f_exported(z) - f_keras(z)| <= DECODE_ATOL          (float32 artefacts)
+          max |f_int8(z) - f_keras(z)|     <= INT8_MAX_ERROR * range(f_keras)  (recorded)
+sample:   over n draws of each, for every pixel i
+          |mean_e[i] - mean_k[i]| <= SIGMAS * sqrt((var_e[i] + var_k[i]) / n) + FLOOR
+          |var_e[i]  - var_k[i]|  <= SIGMAS * sqrt(se_e[i]^2 + se_k[i]^2)      + FLOOR
+          with se[i]^2 = (m4[i] - var[i]^2) / n, the variance estimate's own variance
+```
+
+A failed check raises `ExportCheckError`, whose message names the artefact, the
+output, the largest difference, where it is and both values. The figures of a
+passed check are returned as plain dicts, which the manifest records.
+"""
+
+import numpy as np
+
+#: float32 artefacts: largest allowed |exported - Keras| on any decoder output.
+DECODE_ATOL = 1e-5
+#: int8 artefacts: largest allowed error as a fraction of the reference's range.
+INT8_MAX_ERROR = 0.1
+#: Sampling statistics: allowed deviation in standard errors, plus an absolute floor.
+DISTRIBUTION_SIGMAS = 6.0
+DISTRIBUTION_FLOOR = 1e-4
+#: Draws per sampler for the distribution check (and of the Keras model's own sampler).
+DISTRIBUTION_DRAWS = 2000
+#: The temperature at which sampling is compared.
+DISTRIBUTION_TEMPERATURE = 1.0
+
+
+class ExportCheckError(RuntimeError):
+    """An exported artefact disagrees with the Keras model or fails to load; nothing was written."""
+
+
+def tolerances():
+    """The tolerances in force, for the manifest."""
+    return {
+        "decode_atol": DECODE_ATOL,
+        "int8_max_error_fraction_of_range": INT8_MAX_ERROR,
+        "distribution_sigmas": DISTRIBUTION_SIGMAS,
+        "distribution_floor": DISTRIBUTION_FLOOR,
+        "distribution_draws": DISTRIBUTION_DRAWS,
+        "distribution_temperature": DISTRIBUTION_TEMPERATURE,
+    }
+
+
+def _location(diff):
+    index = np.unravel_index(int(np.argmax(diff)), diff.shape) if diff.size else ()
+    return tuple(int(i) for i in index)
+
+
+def max_abs_diff(what, got, want):
+    """max |got - want| as a float; raises ExportCheckError on a shape mismatch or NaN."""
+    got = np.asarray(got, "float64")
+    want = np.asarray(want, "float64")
+    if got.shape != want.shape:
+        raise ExportCheckError(f"{what}: shape {got.shape}, but the Keras model gives {want.shape}.")
+    if not np.all(np.isfinite(got)):
+        raise ExportCheckError(
+            f"{what}: {int((~np.isfinite(got)).sum())} non-finite values (NaN or Inf) in the "
+            "exported output."
+        )
+    if got.size == 0:
+        return 0.0
+    return float(np.max(np.abs(got - want)))
+
+
+def check_close(what, got, want, atol=None):
+    """Checks max |got - want| <= atol (default DECODE_ATOL); returns the difference."""
+    atol = DECODE_ATOL if atol is None else atol
+    diff = max_abs_diff(what, got, want)
+    if not diff <= atol:
+        got = np.asarray(got, "float64")
+        want = np.asarray(want, "float64")
+        where = _location(np.abs(got - want))
+        raise ExportCheckError(
+            f"{what} differs from the Keras model: max abs diff {diff:.3g} > tolerance "
+            f"{atol:.3g}, at index {where}: exported {got[where]!r}, Keras {want[where]!r}."
+        )
+    return diff
+
+
+def check_outputs(artefact, got, want, atol=None):
+    """Checks every output of `want` (a dict) against `got`; returns {name: max abs diff}."""
+    missing = sorted(set(want) - set(got))
+    if missing:
+        raise ExportCheckError(
+            f"{artefact}: outputs {missing} are missing (it returned {sorted(got)})."
+        )
+    return {key: check_close(f"{artefact} output '{key}'", got[key], want[key], atol)
+            for key in sorted(want)}
+
+
+def check_int8(artefact, got, want):
+    """Measures the int8 error; fails only beyond INT8_MAX_ERROR of the reference's range."""
+    diff = max_abs_diff(f"{artefact} images", got, want)
+    want = np.asarray(want, "float64")
+    span = float(want.max() - want.min()) if want.size else 0.0
+    bound = INT8_MAX_ERROR * max(span, 1e-6)
+    mean_diff = float(np.mean(np.abs(np.asarray(got, "float64") - want)))
+    if not diff <= bound:
+        raise ExportCheckError(
+            f"{artefact}: the quantised decoder differs from the Keras model by up to {diff:.3g} "
+            f"(mean {mean_diff:.3g}), more than {INT8_MAX_ERROR:g} of the output range "
+            f"{span:.3g}: quantisation broke the model."
+        )
+    return {"max_abs_error": diff, "mean_abs_error": mean_diff}
+
+
+def _moments(images):
+    x = np.asarray(images, "float64").reshape(len(images), -1)
+    mean = x.mean(0)
+    centred = x - mean
+    var = (centred ** 2).mean(0)
+    m4 = (centred ** 4).mean(0)
+    return len(x), mean, var, m4
+
+
+def check_distribution(artefact, exported, reference):
+    """Compares the mean image and per-pixel variance of two sets of draws [n, ...].
+
+    Returns {'draws', 'mean_max_abs_diff', 'variance_max_abs_diff', 'mean_max_sigmas',
+    'variance_max_sigmas'}; raises ExportCheckError beyond the stated tolerance.
+    """
+    if not np.all(np.isfinite(exported)):
+        raise ExportCheckError(f"{artefact}: non-finite values among the sampled images.")
+    n_e, mean_e, var_e, m4_e = _moments(exported)
+    n_k, mean_k, var_k, m4_k = _moments(reference)
+    if mean_e.shape != mean_k.shape:
+        raise ExportCheckError(
+            f"{artefact}: sampled images have {mean_e.size} values each, the Keras model's "
+            f"{mean_k.size}."
+        )
+    se_mean = np.sqrt(var_e / n_e + var_k / n_k)
+    se_var = np.sqrt(np.maximum(m4_e - var_e ** 2, 0) / n_e + np.maximum(m4_k - var_k ** 2, 0) / n_k)
+    figures = {"draws": int(n_e)}
+    for name, got, want, se in (("mean", mean_e, mean_k, se_mean),
+                                ("variance", var_e, var_k, se_var)):
+        diff = np.abs(got - want)
+        bound = DISTRIBUTION_SIGMAS * se + DISTRIBUTION_FLOOR
+        sigmas = diff / np.maximum(se, 1e-12)
+        figures[f"{name}_max_abs_diff"] = float(diff.max())
+        figures[f"{name}_max_sigmas"] = float(np.max(np.where(diff > DISTRIBUTION_FLOOR, sigmas, 0)))
+        if np.any(diff > bound):
+            i = int(np.argmax(diff - bound))
+            raise ExportCheckError(
+                f"{artefact}: sampling disagrees with the Keras model's own samples: the "
+                f"per-pixel {name} over {n_e} draws differs by {diff[i]:.3g} at pixel {i} "
+                f"(exported {got[i]:.4g}, Keras {want[i]:.4g}), more than "
+                f"{DISTRIBUTION_SIGMAS:g} standard errors ({se[i]:.3g}) + {DISTRIBUTION_FLOOR:g}."
+            )
+    return figures
