@@ -567,7 +567,12 @@ def evaluate_model(model, x, k=5000, seed=0, batch_size=20, chunk_size=500, boun
       verbose: 0 silent, 1 progress bars and a line per stage.
 
     Returns:
-      The report as a dict (what the JSON file holds).
+      The report as a dict (what the JSON file holds), with the keys
+      'log_likelihood', 'bounds', 'effective_sample_size', 'active_units',
+      'gradient_snr' (None when skipped), 'posterior_collapse' ({'collapsed',
+      'message', 'active_units', 'mean_kl', 'kl_threshold'}), 'protocol' (k, seeds,
+      batch and chunk sizes, the data protocol, the model config), 'versions',
+      'created', 'elapsed_s' (and 'per_example' on request).
     """
     x = np.asarray(x)
     model.validate_inputs(x, "x")
@@ -601,7 +606,9 @@ def evaluate_model(model, x, k=5000, seed=0, batch_size=20, chunk_size=500, boun
         "effective_sample_size": ess.summary(),
         "active_units": au.summary(),
         "gradient_snr": None if snr is None else snr.summary(),
-        "posterior_collapse": collapse,
+        "posterior_collapse": {"collapsed": collapse is not None, "message": collapse,
+                               "active_units": au.count, "mean_kl": mean_kl,
+                               "kl_threshold": COLLAPSE_KL_THRESHOLD},
         "protocol": {
             "k": int(k),
             "bound_k": bound_k,

@@ -291,6 +291,7 @@ def test_evaluate_model_writes_a_json_report_with_every_figure(tmp_path):
     assert bnds["elbo"] < ll["mean"]  # IWAE_200 is above the ELBO
     assert 1 <= written["effective_sample_size"]["mean"] <= 200
     assert written["active_units"]["latent_dim"] == 4
+    assert written["posterior_collapse"]["collapsed"] == (written["active_units"]["count"] == 0)
     snr = written["gradient_snr"]
     assert snr["num_estimates"] == 4 and snr["encoder_parameters"] == 784 * 16 + 16 + 16 * 8 + 8
     protocol = written["protocol"]
@@ -309,7 +310,10 @@ def test_evaluate_model_warns_on_posterior_collapse():
     with pytest.warns(evaluation.PosteriorCollapseWarning):
         report = evaluation.evaluate_model(lg.vae(), lg.sample(30), k=20, snr_estimates=0,
                                            verbose=0)
-    assert report["posterior_collapse"].startswith("keras_vae: posterior collapse")
+    collapse = report["posterior_collapse"]
+    assert collapse["collapsed"] and collapse["active_units"] == 0
+    assert collapse["message"].startswith("keras_vae: posterior collapse")
+    assert collapse["mean_kl"] == pytest.approx(0.0, abs=1e-5)
     assert report["gradient_snr"] is None
 
 
