@@ -1,0 +1,228 @@
+#!/usr/bin/env node
+// keras-vae's exported ONNX decoder and sampler in Node.js.
+//
+//   npm ci --prefix keras_vae/serving/node        (once; .npmrc skips the CUDA download)
+//   node sample.mjs --export-dir out --num-samples 64 --temperature 0.8 --grid grid.png
+//   node sample.mjs --export-dir out --golden z.json --out result.json
+//
+// Reads OUT/manifest.json and OUT/onnx/{decoder,sampler}.onnx as written by
+// `keras_vae.export.export_all`. Writes raw arrays as JSON ({name: {dims, data}}; the
+// float32 values are exact) and/or a grid of the sampled images as PNG (or PGM/PPM),
+// with Node's own zlib: no native dependency beyond onnxruntime itself.
+//
+// Options:
+//   --export-dir DIR     export folder (manifest.json, onnx/)        [required]
+//   --runtime R          node (onnxruntime-node, default) or web (onnxruntime-web, wasm)
+//   --golden FILE        JSON {"z": [[...], ...]}: run the decoder on these latents
+//   --num-samples N      run the sampler for N images (0: skip)      [default 16]
+//   --temperature T      the prior's scale factor                     [default 1]
+//   --sampler FILE       sampler file inside onnx/                    [default sampler.onnx]
+//   --out FILE           write the arrays as JSON
+//   --grid FILE          write the samples as an image grid (.png, .pgm or .ppm)
+//   --columns C          grid columns                                 [default ceil(sqrt(N))]
+
+import fs from 'node:fs';
+import path from 'node:path';
+import zlib from 'node:zlib';
+import { fileURLToPath } from 'node:url';
+
+import { gridRGBA, imageShape, stats } from '../web/grid.mjs';
+
+const HELP = fs.readFileSync(fileURLToPath(import.meta.url), 'utf8')
+  .split('\n').filter((l) => l.startsWith('//')).map((l) => l.slice(3)).join('\n');
+
+export function parseArgs(argv) {
+  const opts = { runtime: 'node', numSamples: 16, temperature: 1, sampler: 'sampler.onnx', columns: 0 };
+  const names = {
+    '--export-dir': 'exportDir', '--runtime': 'runtime', '--golden': 'golden',
+    '--num-samples': 'numSamples', '--temperature': 'temperature', '--sampler': 'sampler',
+    '--out': 'out', '--grid': 'grid', '--columns': 'columns',
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === '-h' || arg === '--help') { opts.help = true; continue; }
+    const [flag, inline] = arg.includes('=') ? arg.split(/=(.*)/s) : [arg, undefined];
+    const key = names[flag];
+    if (!key) throw new Error(`unknown option ${arg} (see --help)`);
+    const value = inline !== undefined ? inline : argv[++i];
+    if (value === undefined) throw new Error(`${flag} needs a value`);
+    opts[key] = value;
+  }
+  opts.numSamples = Number(opts.numSamples);
+  opts.temperature = Number(opts.temperature);
+  opts.columns = Number(opts.columns);
+  if (!Number.isInteger(opts.numSamples) || opts.numSamples < 0) {
+    throw new Error(`--num-samples must be a non-negative integer, got ${opts.numSamples}`);
+  }
+  if (!Number.isFinite(opts.temperature) || opts.temperature < 0) {
+    throw new Error(`--temperature must be >= 0, got ${opts.temperature}`);
+  }
+  if (!['node', 'web'].includes(opts.runtime)) throw new Error(`--runtime must be node or web`);
+  return opts;
+}
+
+export async function loadRuntime(name) {
+  if (name === 'web') {
+    const ort = await import('onnxruntime-web');
+    ort.env.wasm.numThreads = 1;
+    return ort;
+  }
+  const mod = await import('onnxruntime-node');
+  return mod.default ?? mod;
+}
+
+/** The manifest, plus the paths of the ONNX files it names (or the default layout). */
+export function readManifest(exportDir) {
+  const file = path.join(exportDir, 'manifest.json');
+  if (!fs.existsSync(file)) throw new Error(`no manifest.json in ${exportDir} (run keras_vae.export.export_all first)`);
+  return JSON.parse(fs.readFileSync(file, 'utf8'));
+}
+
+function onnxPath(exportDir, name) {
+  const p = path.join(exportDir, 'onnx', name);
+  if (!fs.existsSync(p)) throw new Error(`no ${p}: export the model with ONNX first`);
+  return p;
+}
+
+async function session(ort, file) {
+  return ort.InferenceSession.create(new Uint8Array(fs.readFileSync(file)), {
+    graphOptimizationLevel: 'all',
+  });
+}
+
+function asJSON(tensor) {
+  const data = tensor.type === 'int64' ? Array.from(tensor.data, Number) : Array.from(tensor.data);
+  return { dims: Array.from(tensor.dims, Number), type: tensor.type, data };
+}
+
+/** Runs the decoder on z ([N][d] nested arrays): {outputName: ort.Tensor}. */
+export async function decode(ort, exportDir, z) {
+  const sess = await session(ort, onnxPath(exportDir, 'decoder.onnx'));
+  const n = z.length;
+  const d = n ? z[0].length : 0;
+  const flat = new Float32Array(n * d);
+  z.forEach((row, i) => {
+    if (row.length !== d) throw new Error(`golden z rows differ in length (${row.length} != ${d})`);
+    flat.set(row, i * d);
+  });
+  const feeds = { [sess.inputNames[0]]: new ort.Tensor('float32', flat, [n, d]) };
+  return sess.run(feeds);
+}
+
+/** Runs the sampler: {images, z} as ort.Tensors. */
+export async function sample(ort, exportDir, numSamples, temperature, samplerFile = 'sampler.onnx') {
+  const sess = await session(ort, onnxPath(exportDir, samplerFile));
+  return sess.run({
+    num_samples: new ort.Tensor('int64', BigInt64Array.from([BigInt(numSamples)]), []),
+    temperature: new ort.Tensor('float32', Float32Array.from([temperature]), []),
+  });
+}
+
+// ------------------------------------------------------------------------ image files
+
+const CRC_TABLE = (() => {
+  const table = new Uint32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    table[n] = c >>> 0;
+  }
+  return table;
+})();
+
+function crc32(buf) {
+  let c = 0xffffffff;
+  for (const b of buf) c = CRC_TABLE[(c ^ b) & 0xff] ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+function chunk(type, data) {
+  const out = Buffer.alloc(12 + data.length);
+  out.writeUInt32BE(data.length, 0);
+  out.write(type, 4, 'ascii');
+  data.copy(out, 8);
+  out.writeUInt32BE(crc32(out.subarray(4, 8 + data.length)), 8 + data.length);
+  return out;
+}
+
+/** An 8-bit RGB PNG of an RGBA buffer (alpha dropped). */
+export function encodePNG(width, height, rgba) {
+  const raw = Buffer.alloc(height * (1 + width * 3));
+  for (let y = 0; y < height; y++) {
+    raw[y * (1 + width * 3)] = 0; // filter: none
+    for (let x = 0; x < width; x++) {
+      const s = (y * width + x) * 4;
+      const d = y * (1 + width * 3) + 1 + x * 3;
+      raw[d] = rgba[s]; raw[d + 1] = rgba[s + 1]; raw[d + 2] = rgba[s + 2];
+    }
+  }
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(width, 0);
+  header.writeUInt32BE(height, 4);
+  header[8] = 8; header[9] = 2; header[10] = 0; header[11] = 0; header[12] = 0;
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', header), chunk('IDAT', zlib.deflateSync(raw)), chunk('IEND', Buffer.alloc(0)),
+  ]);
+}
+
+/** A binary PGM (grey) or PPM (colour) of an RGBA buffer. */
+export function encodePNM(width, height, rgba, colour) {
+  const pixels = Buffer.alloc(width * height * (colour ? 3 : 1));
+  for (let i = 0; i < width * height; i++) {
+    if (colour) { pixels[3 * i] = rgba[4 * i]; pixels[3 * i + 1] = rgba[4 * i + 1]; pixels[3 * i + 2] = rgba[4 * i + 2]; }
+    else pixels[i] = rgba[4 * i];
+  }
+  return Buffer.concat([Buffer.from(`${colour ? 'P6' : 'P5'}\n${width} ${height}\n255\n`), pixels]);
+}
+
+export function writeGrid(file, images, manifest, columns = 0) {
+  const n = Number(images.dims[0]);
+  const shape = imageShape(manifest, Array.from(images.dims, Number));
+  const { width, height, rgba } = gridRGBA(images.data, n, shape, { columns });
+  const ext = path.extname(file).toLowerCase();
+  let bytes;
+  if (ext === '.png') bytes = encodePNG(width, height, rgba);
+  else if (ext === '.pgm' || ext === '.ppm') bytes = encodePNM(width, height, rgba, ext === '.ppm');
+  else throw new Error(`--grid must end in .png, .pgm or .ppm, got ${file}`);
+  fs.writeFileSync(file, bytes);
+  return { width, height };
+}
+
+// ------------------------------------------------------------------------ main
+
+export async function main(argv) {
+  const opts = parseArgs(argv);
+  if (opts.help || !opts.exportDir) {
+    console.log(HELP);
+    return opts.help ? 0 : 2;
+  }
+  const manifest = readManifest(opts.exportDir);
+  const ort = await loadRuntime(opts.runtime);
+  const result = { runtime: opts.runtime, versions: ort.env.versions ?? {} };
+  if (opts.golden) {
+    const golden = JSON.parse(fs.readFileSync(opts.golden, 'utf8'));
+    const outputs = await decode(ort, opts.exportDir, golden.z);
+    result.decode = Object.fromEntries(Object.entries(outputs).map(([k, v]) => [k, asJSON(v)]));
+  }
+  if (opts.numSamples > 0) {
+    const t0 = performance.now();
+    const outputs = await sample(ort, opts.exportDir, opts.numSamples, opts.temperature, opts.sampler);
+    const ms = performance.now() - t0;
+    result.sample = Object.fromEntries(Object.entries(outputs).map(([k, v]) => [k, asJSON(v)]));
+    result.sample_stats = { images: stats(outputs.images.data), z: stats(outputs.z.data), ms };
+    if (opts.grid) result.grid = { file: opts.grid, ...writeGrid(opts.grid, outputs.images, manifest, opts.columns) };
+    console.error(`sampled ${opts.numSamples} images at T=${opts.temperature} in ${ms.toFixed(1)} ms ` +
+      `(${opts.runtime}); z std ${result.sample_stats.z.std.toFixed(3)}`);
+  }
+  if (opts.out) fs.writeFileSync(opts.out, JSON.stringify(result));
+  else if (!opts.grid) console.log(JSON.stringify(result));
+  return 0;
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === fs.realpathSync(process.argv[1])) {
+  main(process.argv.slice(2)).then((code) => { process.exitCode = code; }, (err) => {
+    console.error(`sample.mjs: ${err.message}`);
+    process.exitCode = 1;
+  });
+}

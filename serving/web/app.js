@@ -1,0 +1,115 @@
+// The browser sampler: onnxruntime-web (wasm backend) runs OUT/onnx/sampler.onnx and
+// draws a grid of images on a canvas; a slider sets the temperature.
+//
+// Served by `python -m keras_vae.serving web OUT` (or any static server over the folder
+// that `keras_vae.serving.webapp.build_site` writes): ./ort/ holds onnxruntime-web's
+// dist files, ./model/ the export folder (manifest.json, onnx/). `?model=URL` points at
+// another export folder on the same origin.
+//
+// State for tests and scripts: document.documentElement.dataset.state is "loading",
+// "ready" or "error"; window.kvae holds {state, error, draws, stats, width, height}.
+
+import * as ort from './ort/ort.wasm.min.mjs';
+import { gridRGBA, imageShape, stats } from './grid.mjs';
+
+const $ = (id) => document.getElementById(id);
+const kvae = (window.kvae = { state: 'loading', error: null, draws: 0, stats: null });
+const params = new URLSearchParams(location.search);
+const modelBase = new URL(params.get('model') || './model/', location.href);
+
+ort.env.wasm.wasmPaths = new URL('./ort/', location.href).href;
+ort.env.wasm.numThreads = 1; // threads need cross-origin isolation (COOP/COEP headers)
+ort.env.wasm.proxy = false;
+
+let manifest = null;
+const sessions = new Map();
+let busy = Promise.resolve();
+
+function setState(state, message) {
+  kvae.state = state;
+  document.documentElement.dataset.state = state;
+  const el = $('status');
+  el.textContent = message;
+  el.classList.toggle('error', state === 'error');
+}
+
+function samplerFiles(m) {
+  // The export's manifest lists its ONNX files; fall back on the default layout.
+  const names = new Set();
+  const visit = (v) => {
+    if (typeof v === 'string' && /(^|\/)sampler[^/]*\.onnx$/.test(v)) names.add(v.split('/').pop());
+    else if (v && typeof v === 'object') Object.values(v).forEach(visit);
+  };
+  visit(m);
+  if (!names.size) names.add('sampler.onnx');
+  return [...names].sort((a, b) => a.length - b.length || a.localeCompare(b));
+}
+
+async function getSession(file) {
+  if (!sessions.has(file)) {
+    const url = new URL(`onnx/${file}`, modelBase);
+    const response = await fetch(url);
+    if (!response.ok) throw new Error(`GET ${url}: HTTP ${response.status}`);
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    sessions.set(file, await ort.InferenceSession.create(bytes, { executionProviders: ['wasm'] }));
+  }
+  return sessions.get(file);
+}
+
+async function draw() {
+  const side = Number($('grid-size').value);
+  const n = side * side;
+  const temperature = Number($('temperature').value);
+  const file = $('sampler').value;
+  const session = await getSession(file);
+  const t0 = performance.now();
+  const out = await session.run({
+    num_samples: new ort.Tensor('int64', BigInt64Array.from([BigInt(n)]), []),
+    temperature: new ort.Tensor('float32', Float32Array.from([temperature]), []),
+  });
+  const ms = performance.now() - t0;
+  const images = out.images;
+  const shape = imageShape(manifest, Array.from(images.dims, Number));
+  const { width, height, rgba } = gridRGBA(images.data, n, shape, { columns: side });
+  const canvas = $('grid');
+  canvas.width = width;
+  canvas.height = height;
+  canvas.getContext('2d').putImageData(new ImageData(rgba, width, height), 0, 0);
+  kvae.draws += 1;
+  kvae.width = width;
+  kvae.height = height;
+  kvae.stats = { images: stats(images.data), z: stats(out.z.data), ms, temperature, n, file };
+  setState('ready', `${n} samples at temperature ${temperature.toFixed(2)} from ${file} in ` +
+    `${ms.toFixed(0)} ms (onnxruntime-web ${ort.env.versions?.web ?? ''}, wasm); ` +
+    `z std ${kvae.stats.z.std.toFixed(3)}`);
+}
+
+function redraw() {
+  busy = busy.then(draw).catch(fail);
+  return busy;
+}
+
+function fail(err) {
+  kvae.error = String(err && err.message ? err.message : err);
+  setState('error', `error: ${kvae.error}`);
+  console.error('keras-vae sampler:', err);
+}
+
+async function start() {
+  setState('loading', 'loading the model…');
+  const response = await fetch(new URL('manifest.json', modelBase));
+  if (!response.ok) throw new Error(`GET ${new URL('manifest.json', modelBase)}: HTTP ${response.status}`);
+  manifest = await response.json();
+  const select = $('sampler');
+  for (const file of samplerFiles(manifest)) select.add(new Option(file, file));
+  const slider = $('temperature');
+  const label = $('temperature-value');
+  slider.addEventListener('input', () => { label.textContent = Number(slider.value).toFixed(2); });
+  slider.addEventListener('change', redraw);
+  $('grid-size').addEventListener('change', redraw);
+  select.addEventListener('change', redraw);
+  $('resample').addEventListener('click', redraw);
+  await redraw();
+}
+
+start().catch(fail);

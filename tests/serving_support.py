@@ -1,0 +1,99 @@
+"""Shared by test_serving.py, test_node.py and test_browser.py: one small trained VAE,
+exported once per test session with the real `keras_vae.export.export_all`.
+
+A fixture that calls `exported_vae(tmp_path_factory, mnist)` gets the same export
+folder in every test file of the session (memoised here, at module level).
+"""
+
+import os
+import pathlib
+import shutil
+import subprocess
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SERVING = REPO / "serving"
+NODE_DIR = SERVING / "node"
+LATENT_DIM = 4
+_CACHE = {}
+
+
+def tiny_vae(x_train=None, epochs=3):
+    """A small MLP VAE on 28x28x1 digits, trained briefly so samples look like something."""
+    import keras
+
+    import keras_vae
+
+    encoder = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
+                                keras.layers.Dense(64, activation="relu")], name="encoder")
+    decoder = keras.Sequential([keras.Input((LATENT_DIM,)),
+                                keras.layers.Dense(64, activation="relu"),
+                                keras.layers.Dense(784, name="logits"),
+                                keras.layers.Reshape((28, 28, 1))], name="decoder")
+    model = keras_vae.VAE(latent_dim=LATENT_DIM, event_shape=(28, 28, 1), encoder=encoder,
+                          decoder=decoder, seed=0)
+    if x_train is not None:
+        model.initialize_output_bias(x_train)
+        model.compile(optimizer=keras.optimizers.Adam(3e-3))
+        model.fit(x_train, epochs=epochs, batch_size=100, verbose=0)
+    return model
+
+
+def exported_vae(tmp_path_factory, mnist_binary=None):
+    """The export folder of `tiny_vae` (manifest.json, savedmodel/vae/1, onnx/, tflite/)."""
+    if "out" not in _CACHE:
+        x_train = None if mnist_binary is None else mnist_binary[0][:1000]
+        model = tiny_vae(x_train)
+        out = tmp_path_factory.mktemp("export") / "out"
+        manifest = _export_all(model, out)
+        _CACHE["out"] = (out, manifest)
+    return _CACHE["out"]
+
+
+def _export_all(model, out):
+    try:
+        from keras_vae.export import export_all
+    except ImportError:  # TEMPORARY until issue 4 lands export_all
+        import json
+
+        from keras_vae.export.onnx_export import export_onnx
+        from keras_vae.export.savedmodel import export_savedmodel
+
+        export_savedmodel(model, out / "savedmodel", name="vae", version=1)
+        export_onnx(model, out / "onnx")
+        manifest = {"latent_dim": LATENT_DIM, "event_shape": [28, 28, 1],
+                    "likelihood": "bernoulli"}
+        (out / "manifest.json").write_text(json.dumps(manifest))
+        return manifest
+    return export_all(model, out, name="vae", version=1)
+
+
+def require_tool(path_or_name, how):
+    """The tool's path, or a test FAILURE (not a skip) saying how to install it."""
+    import pytest
+
+    found = shutil.which(path_or_name) or (
+        path_or_name if os.path.isabs(path_or_name) and os.access(path_or_name, os.X_OK)
+        else None)
+    if not found:
+        pytest.fail(f"{path_or_name} is not installed: {how} (tests/install.sh does this in CI)",
+                    pytrace=False)
+    return found
+
+
+def require_node_modules():
+    """serving/node/node_modules installed from the lockfile, or a FAILURE saying how."""
+    import pytest
+
+    require_tool("node", "install Node.js >= 18 (apt-get install -y nodejs npm)")
+    missing = [p for p in ("onnxruntime-node", "onnxruntime-web")
+               if not (NODE_DIR / "node_modules" / p / "package.json").is_file()]
+    if missing:
+        pytest.fail(f"{missing} not installed in {NODE_DIR}/node_modules: run "
+                    f"`npm ci --prefix {NODE_DIR}` (tests/install.sh does this in CI)",
+                    pytrace=False)
+    return NODE_DIR
+
+
+def run(cmd, timeout=120, **kwargs):
+    """subprocess.run with captured text output and a timeout; returns the result."""
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kwargs)

@@ -1,0 +1,485 @@
+"""Serving: the REST and gRPC clients against the development server, which speaks TF
+Serving's protocol for a SavedModel written by the real `keras_vae.export.export_all`.
+
+What must show (issue 5): decode(z) over REST and gRPC equals the in-process SavedModel;
+sample shapes and ranges; metadata lists the signatures; 500 concurrent requests with
+0 errors, every response checked; malformed requests get a 4xx with a message and the
+server keeps serving; the TF Serving deployment files are valid.
+"""
+
+import concurrent.futures
+import json
+import os
+import pathlib
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import yaml
+
+from serving_support import LATENT_DIM, REPO, exported_vae
+
+from keras_vae.serving import client as client_lib
+from keras_vae.serving._tensors import is_row_compatible
+from keras_vae.serving.client import GrpcClient, RestClient, ServingConnectionError, ServingError
+from keras_vae.serving.server import ModelServer, read_model_config
+
+TF_SERVING = REPO / "serving" / "tf_serving"
+MAX_NUM_SAMPLES = 256
+IMAGE_SHAPE = (28, 28, 1)
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory, mnist_binary):
+    out, manifest = exported_vae(tmp_path_factory, mnist_binary)
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference(export):
+    """The SavedModel's signatures, loaded in this process (the ground truth)."""
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(export / "savedmodel" / "vae" / "1"))
+
+    def run(signature, **inputs):
+        fn = loaded.signatures[signature]
+        return {k: v.numpy() for k, v in fn(**{k: tf.constant(v) for k, v in inputs.items()})
+                .items()}
+
+    run.loaded = loaded
+    return run
+
+
+@pytest.fixture(scope="module")
+def server(export):
+    srv = ModelServer(model_base_path=export / "savedmodel" / "vae", model_name="vae",
+                      max_num_samples=MAX_NUM_SAMPLES)
+    srv.start(rest_port=0, grpc_port=0)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def rest(server):
+    return RestClient(f"http://127.0.0.1:{server.rest_port}", model="vae", timeout=30)
+
+
+@pytest.fixture(scope="module")
+def grpc_client(server):
+    with GrpcClient(f"127.0.0.1:{server.grpc_port}", model="vae", timeout=30) as c:
+        yield c
+
+
+@pytest.fixture(params=["rest", "grpc"])
+def client(request, rest, grpc_client):
+    return rest if request.param == "rest" else grpc_client
+
+
+def latents(seed, n=5):
+    return np.random.default_rng(seed).normal(size=(n, LATENT_DIM)).astype("float32")
+
+
+# ------------------------------------------------------------------------ contract
+
+
+def test_decode_equals_in_process_savedmodel(client, reference):
+    z = latents(0, 7)
+    got = client.decode(z, outputs=None)
+    want = reference("decode", z=z)
+    assert set(got) == set(want) and "mean" in got
+    for key in want:
+        assert got[key].dtype == np.float32 and got[key].shape == (7, *IMAGE_SHAPE)
+        np.testing.assert_allclose(got[key], want[key], rtol=0, atol=1e-6, err_msg=key)
+    np.testing.assert_allclose(client.decode(z), want["mean"], rtol=0, atol=1e-6)
+    # one latent vector (rank 1) is a batch of one
+    np.testing.assert_allclose(client.decode(z[0]), want["mean"][:1], rtol=0, atol=1e-6)
+
+
+def test_sample_shapes_ranges_and_seeds(client, reference):
+    images, z = client.sample(16, temperature=0.8, seed=7, return_latents=True)
+    assert images.shape == (16, *IMAGE_SHAPE) and images.dtype == np.float32
+    assert z.shape == (16, LATENT_DIM) and z.dtype == np.float32
+    assert np.all(np.isfinite(images)) and images.min() >= 0.0 and images.max() <= 1.0
+    want = reference("sample", num_samples=np.int32(16), temperature=np.float32(0.8),
+                     seed=np.int64(7))
+    np.testing.assert_allclose(images, want["images"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(z, want["z"], rtol=0, atol=1e-6)
+    # the images are the decoder's mean at those latents
+    np.testing.assert_allclose(images, client.decode(z), rtol=0, atol=1e-5)
+    other = client.sample(16, temperature=0.8, seed=8)
+    assert not np.allclose(images, other)
+    assert client.sample(3).shape == (3, *IMAGE_SHAPE)          # a fresh random seed
+
+
+def test_sample_temperature_scales_latents(rest):
+    _, z1 = rest.sample(MAX_NUM_SAMPLES, temperature=1.0, seed=1, return_latents=True)
+    _, zh = rest.sample(MAX_NUM_SAMPLES, temperature=0.5, seed=1, return_latents=True)
+    assert 0.85 < z1.std() < 1.15, z1.std()
+    assert 0.42 < zh.std() < 0.58, zh.std()
+    assert abs(z1.mean()) < 0.15
+
+
+def test_metadata_lists_the_signatures(client):
+    signatures = client.signatures()
+    assert {"decode", "sample", "encode", "serving_default"} <= set(signatures)
+    decode = signatures["decode"]
+    assert decode["inputs"]["z"]["dtype"] == "DT_FLOAT"
+    assert decode["inputs"]["z"]["shape"] == [-1, LATENT_DIM]
+    assert {"mean", "probs", "logits"} <= set(decode["outputs"])
+    assert decode["outputs"]["mean"]["shape"] == [-1, *IMAGE_SHAPE]
+    sample = signatures["sample"]
+    assert {k: v["dtype"] for k, v in sample["inputs"].items()} == {
+        "num_samples": "DT_INT32", "temperature": "DT_FLOAT", "seed": "DT_INT64"}
+    assert all(v["shape"] == [] for v in sample["inputs"].values())
+    assert {"images", "z"} <= set(sample["outputs"])
+    assert signatures["serving_default"]["inputs"] == {
+        "z": {**decode["inputs"]["z"], "name": signatures["serving_default"]["inputs"]["z"]
+              ["name"]}}
+    # row format for batchable signatures, column format for scalar inputs
+    assert is_row_compatible(decode) and is_row_compatible(signatures["encode"])
+    assert not is_row_compatible(sample)
+
+
+def test_status_and_raw_rest_formats(rest, reference):
+    assert rest.status() == [{"version": "1", "state": "AVAILABLE",
+                              "status": {"error_code": "OK", "error_message": ""}}]
+    meta = rest.metadata()
+    assert meta["model_spec"] == {"name": "vae", "signature_name": "", "version": "1"}
+    z = latents(1, 2)
+    want = reference("decode", z=z)
+    # row format: "instances" -> "predictions", one object per row
+    body = rest.predict_json({"signature_name": "decode",
+                              "instances": [{"z": row} for row in z.tolist()]})
+    assert len(body["predictions"]) == 2 and set(body["predictions"][0]) == set(want)
+    np.testing.assert_allclose(np.array([p["mean"] for p in body["predictions"]], "float32"),
+                               want["mean"], rtol=0, atol=1e-6)
+    # unnamed rows for a one-input signature, default signature
+    body = rest.predict_json({"instances": z.tolist()})
+    np.testing.assert_allclose(np.array([p["mean"] for p in body["predictions"]], "float32"),
+                               want["mean"], rtol=0, atol=1e-6)
+    # column format: "inputs" -> "outputs"
+    body = rest.predict_json({"signature_name": "sample",
+                              "inputs": {"num_samples": 3, "temperature": 1.0, "seed": 5}})
+    assert np.array(body["outputs"]["images"]).shape == (3, *IMAGE_SHAPE)
+    body = rest.predict_json({"signature_name": "decode", "inputs": {"z": z.tolist()}})
+    np.testing.assert_allclose(np.array(body["outputs"]["mean"], "float32"), want["mean"],
+                               rtol=0, atol=1e-6)
+
+
+def test_client_picks_the_format_per_signature(rest, monkeypatch):
+    sent = []
+    original = RestClient.predict_json
+
+    def spy(self, body):
+        sent.append(body)
+        return original(self, body)
+
+    monkeypatch.setattr(RestClient, "predict_json", spy)
+    rest.decode(latents(2, 3))
+    rest.sample(2, seed=1)
+    assert "instances" in sent[0] and "inputs" not in sent[0]
+    assert "inputs" in sent[1] and "instances" not in sent[1]
+    # forcing the row format on scalar inputs is the server's 400, with its message
+    with pytest.raises(ServingError) as err:
+        rest.predict({"num_samples": [2], "temperature": [1.0], "seed": [1]},
+                      signature_name="sample", format="row")
+    assert err.value.status == 400 and "rank 0" in err.value.message
+
+
+# ------------------------------------------------------------------------ malformed
+
+
+BAD_REST = [
+    # (method, path, body, status, words in the message)
+    ("POST", "/v1/models/vae:predict", b"{not json", 400, "JSON"),
+    ("POST", "/v1/models/vae:predict", b"[1, 2]", 400, "object"),
+    ("POST", "/v1/models/vae:predict", {"signature_name": "decode"}, 400, "instances"),
+    ("POST", "/v1/models/vae:predict", {"instances": [[0.0] * 4], "inputs": {}}, 400, "both"),
+    ("POST", "/v1/models/vae:predict", {"signature_name": "nope", "instances": [[0.0] * 4]},
+     400, "nope"),
+    ("POST", "/v1/models/nope:predict", {"instances": [[0.0] * 4]}, 404, "nope"),
+    ("POST", "/v1/models/vae/versions/9:predict", {"instances": [[0.0] * 4]}, 404, "9"),
+    ("POST", "/v1/models/vae/labels/gold:predict", {"instances": [[0.0] * 4]}, 400, "gold"),
+    ("POST", "/v1/models/vae:predict", {"instances": [[0.0] * 3]}, 400, "shape"),
+    ("POST", "/v1/models/vae:predict", {"instances": [[[0.0] * 4]]}, 400, "rank"),
+    ("POST", "/v1/models/vae:predict", {"instances": [["a", "b", "c", "d"]]}, 400, "numbers"),
+    ("POST", "/v1/models/vae:predict", {"instances": [[0.0] * 4, [0.0] * 3]}, 400, "rectangular"),
+    ("POST", "/v1/models/vae:predict", {"instances": []}, 400, "non-empty"),
+    ("POST", "/v1/models/vae:predict", {"instances": [{"x": [0.0] * 4}]}, 400, "missing"),
+    ("POST", "/v1/models/vae:predict",
+     {"signature_name": "sample", "inputs": {"num_samples": 0, "temperature": 1.0, "seed": 1}},
+     400, "num_samples"),
+    ("POST", "/v1/models/vae:predict",
+     {"signature_name": "sample", "inputs": {"num_samples": -3, "temperature": 1.0, "seed": 1}},
+     400, "num_samples"),
+    ("POST", "/v1/models/vae:predict",
+     {"signature_name": "sample",
+      "inputs": {"num_samples": MAX_NUM_SAMPLES + 1, "temperature": 1.0, "seed": 1}},
+     400, "limit"),
+    ("POST", "/v1/models/vae:predict",
+     {"signature_name": "sample", "inputs": {"num_samples": 2.5, "temperature": 1.0, "seed": 1}},
+     400, "integers"),
+    ("POST", "/v1/models/vae:predict",
+     {"signature_name": "sample", "inputs": {"num_samples": 2, "temperature": "hot", "seed": 1}},
+     400, "numbers"),
+    ("POST", "/v1/models/vae:predict",
+     {"signature_name": "sample", "inputs": {"num_samples": 2, "temperature": 1.0}},
+     400, "seed"),
+    ("POST", "/v1/models/vae:predict",
+     {"signature_name": "sample", "inputs": {"num_samples": 2, "temperature": 1.0,
+                                            "seed": 2 ** 70}}, 400, "range"),
+    ("POST", "/v1/models/vae:frobnicate", {"instances": [[0.0] * 4]}, 404, "Malformed"),
+    ("GET", "/v1/models/nope", None, 404, "nope"),
+    ("GET", "/v1/models/vae/versions/3/metadata", None, 404, "3"),
+    ("GET", "/v1/models/vae/versions/x", None, 400, "integer"),
+    ("GET", "/v2/whatever", None, 404, "Malformed"),
+]
+
+
+@pytest.mark.parametrize("method,path,body,status,words", BAD_REST,
+                         ids=[f"{m} {p} {str(b)[:40]}" for m, p, b, *_ in BAD_REST])
+def test_malformed_rest_requests_get_4xx_and_server_keeps_serving(rest, method, path, body,
+                                                                   status, words):
+    with pytest.raises(ServingError) as err:
+        rest.request(method, path, body)
+    assert err.value.status == status, err.value
+    assert words.lower() in err.value.message.lower(), err.value.message
+    assert json.loads(err.value.body)["error"] == err.value.message   # TF Serving's body
+    assert rest.decode(latents(3, 1)).shape == (1, *IMAGE_SHAPE)      # still serving
+
+
+def test_malformed_grpc_requests(grpc_client, server):
+    with pytest.raises(ServingError) as err:
+        grpc_client.sample(0)
+    assert err.value.status == "INVALID_ARGUMENT" and "num_samples" in err.value.message
+    with pytest.raises(ServingError) as err:
+        grpc_client.sample(MAX_NUM_SAMPLES + 1)
+    assert err.value.status == "INVALID_ARGUMENT" and "limit" in err.value.message
+    with pytest.raises(ServingError) as err:
+        grpc_client.predict_proto("nope", {"z": latents(0, 1)})
+    assert err.value.status == "INVALID_ARGUMENT" and "nope" in err.value.message
+    with pytest.raises(ServingError) as err:
+        grpc_client.predict_proto("decode", {"z": np.zeros((2, LATENT_DIM + 1), "float32")})
+    assert err.value.status == "INVALID_ARGUMENT" and "shape" in err.value.message
+    with pytest.raises(ServingError) as err:
+        grpc_client.predict_proto("decode", {"z": np.array([["a"] * LATENT_DIM])})
+    assert err.value.status == "INVALID_ARGUMENT"
+    with GrpcClient(f"127.0.0.1:{server.grpc_port}", model="nope") as other:
+        with pytest.raises(ServingError) as err:
+            other.status()
+        assert err.value.status == "NOT_FOUND"
+    with GrpcClient(f"127.0.0.1:{server.grpc_port}", version=4) as other:
+        with pytest.raises(ServingError) as err:
+            other.decode(latents(0, 1))
+        assert err.value.status == "NOT_FOUND"
+    assert grpc_client.sample(2, seed=3).shape == (2, *IMAGE_SHAPE)    # still serving
+
+
+# ------------------------------------------------------------------------ load
+
+
+def test_load_500_concurrent_requests_zero_errors(server, rest, grpc_client, reference):
+    """500 REST and 500 gRPC predict requests from a pool of 32 threads; every answer
+    is compared with the in-process result for its own input."""
+    zs = [latents(100 + i, 1 + i % 4) for i in range(10)]
+    decode_want = [reference("decode", z=z)["mean"] for z in zs]
+    seeds = list(range(10))
+    sample_want = [reference("sample", num_samples=np.int32(4), temperature=np.float32(0.7),
+                             seed=np.int64(s))["images"] for s in seeds]
+
+    def one(i, c):
+        if i % 2:
+            got = c.decode(zs[i % 10])
+            np.testing.assert_allclose(got, decode_want[i % 10], rtol=0, atol=1e-6)
+        else:
+            got = c.sample(4, temperature=0.7, seed=seeds[i % 10])
+            np.testing.assert_allclose(got, sample_want[i % 10], rtol=0, atol=1e-6)
+        return True
+
+    for c in (rest, grpc_client):
+        errors = []
+        start = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(max_workers=32) as pool:
+            futures = [pool.submit(one, i, c) for i in range(500)]
+            for f in concurrent.futures.as_completed(futures, timeout=240):
+                try:
+                    assert f.result() is True
+                except Exception as err:  # noqa: BLE001 - count every failure
+                    errors.append(repr(err))
+        elapsed = time.perf_counter() - start
+        assert errors == [], f"{len(errors)} of 500 failed, e.g. {errors[:3]}"
+        print(f"{type(c).__name__}: 500 requests in {elapsed:.1f} s "
+              f"({500 / elapsed:.0f}/s)")
+    assert rest.status()[0]["state"] == "AVAILABLE"
+
+
+# ------------------------------------------------------------------------ client behaviour
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_client_retries_connection_errors_then_gives_up():
+    port = _free_port()
+    c = RestClient(f"http://127.0.0.1:{port}", retries=2, backoff=0.01, timeout=2)
+    start = time.perf_counter()
+    with pytest.raises(ServingConnectionError) as err:
+        c.status()
+    assert "3 attempts" in err.value.message
+    assert time.perf_counter() - start < 5
+    g = GrpcClient(f"127.0.0.1:{port}", retries=1, backoff=0.01, timeout=2)
+    with pytest.raises(ServingConnectionError):
+        g.status()
+    g.close()
+
+
+def test_client_retry_reaches_a_server_that_comes_up_late(export):
+    port = _free_port()
+    started = {}
+
+    def start_later():
+        time.sleep(0.5)
+        started["server"] = ModelServer(model_base_path=export / "savedmodel" / "vae").start(
+            rest_port=port, grpc_port=-1)
+
+    thread = threading.Thread(target=start_later)
+    thread.start()
+    try:
+        c = RestClient(f"http://127.0.0.1:{port}", retries=12, backoff=0.05, timeout=10)
+        assert c.status()[0]["state"] == "AVAILABLE"
+    finally:
+        thread.join()
+        started["server"].stop()
+
+
+def test_client_timeout():
+    with socket.socket() as listener:      # accepts connections, never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        port = listener.getsockname()[1]
+        c = RestClient(f"http://127.0.0.1:{port}", timeout=0.5, retries=3)
+        start = time.perf_counter()
+        with pytest.raises(ServingConnectionError) as err:
+            c.status()
+        assert err.value.status == "DEADLINE_EXCEEDED"
+        assert time.perf_counter() - start < 3     # a timeout is not retried
+
+
+def test_error_class_carries_the_server_message(rest):
+    with pytest.raises(ServingError) as err:
+        rest.sample(MAX_NUM_SAMPLES * 10)
+    assert isinstance(err.value, client_lib.ServingError)
+    assert err.value.status == 400
+    assert f"[1, {MAX_NUM_SAMPLES}]" in err.value.message
+    assert str(err.value).startswith("[400]")
+
+
+# ------------------------------------------------------------------------ TF Serving files
+
+
+def test_models_config_versions_and_labels(export, tmp_path):
+    shipped = read_model_config(TF_SERVING / "models.config")
+    assert [m["name"] for m in shipped] == ["vae"]
+    assert shipped[0]["base_path"] == "/models/vae"
+    assert shipped[0]["labels"] == {"stable": 1, "canary": 2}
+    # the same config, pointed at a base path with two versions, served by the dev server
+    base = tmp_path / "vae"
+    shutil.copytree(export / "savedmodel" / "vae" / "1", base / "1")
+    shutil.copytree(export / "savedmodel" / "vae" / "1", base / "2")
+    text = (TF_SERVING / "models.config").read_text().replace('"/models/vae"', f'"{base}"')
+    (tmp_path / "models.config").write_text(text)
+    with ModelServer(model_config_file=tmp_path / "models.config") as srv:
+        versions = [s["version"] for s in RestClient(
+            f"http://127.0.0.1:{srv.rest_port}").status()]
+        assert versions == ["2", "1"]
+        z = latents(4, 2)
+        results = [RestClient(f"http://127.0.0.1:{srv.rest_port}", **kw).decode(z)
+                   for kw in ({"label": "stable"}, {"label": "canary"}, {"version": 1}, {})]
+        for r in results[1:]:
+            np.testing.assert_allclose(r, results[0], rtol=0, atol=1e-6)
+        g = GrpcClient(f"127.0.0.1:{srv.grpc_port}", label="canary")
+        np.testing.assert_allclose(g.decode(z), results[0], rtol=0, atol=1e-6)
+        g.close()
+
+
+def test_batching_parameters_file():
+    fields = {}
+    for line in (TF_SERVING / "batching_parameters.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        m = re.fullmatch(r"(\w+)\s*\{\s*value:\s*(\d+)\s*\}", line) or \
+            re.fullmatch(r"(\w+):\s*(\w+)", line)
+        assert m, f"not a BatchingParameters text-proto line: {line!r}"
+        fields.setdefault(m[1], []).append(m[2])
+    known = {"max_batch_size", "batch_timeout_micros", "max_enqueued_batches",
+             "num_batch_threads", "pad_variable_length_inputs", "allowed_batch_sizes",
+             "thread_pool_name", "enable_large_batch_splitting", "max_execution_batch_size"}
+    assert set(fields) <= known, set(fields) - known
+    sizes = [int(v) for v in fields["allowed_batch_sizes"]]
+    assert sizes == sorted(sizes) and sizes[-1] == int(fields["max_batch_size"][0])
+
+
+def test_compose_file_and_docker_run_agree():
+    compose = yaml.safe_load((TF_SERVING / "docker-compose.yml").read_text())
+    service = compose["services"]["vae"]
+    image, tag = service["image"].split(":")
+    assert image == "tensorflow/serving"
+    assert tuple(int(p) for p in tag.split(".")[:2]) >= (2, 21), tag
+    assert {"8500:8500", "8501:8501"} <= set(service["ports"])
+    args = service["command"]
+    for flag in ("--model_config_file=/models/models.config", "--enable_batching=true",
+                 "--batching_parameters_file=/models/batching_parameters.txt"):
+        assert flag in args
+    run = (TF_SERVING / "docker-run.sh").read_text()
+    assert service["image"] in run
+    for flag in args:
+        assert flag in run, flag
+
+
+# ------------------------------------------------------------------------ command line
+
+
+def test_command_line_serves_and_stops(export):
+    cmd = [sys.executable, "-m", "keras_vae.serving", "serve", str(export),
+           "--rest_api_port", "0", "--port", "-1", "--max_num_samples", "8"]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    try:
+        lines = []
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "REST http://" in line:
+                break
+        url = re.search(r"http://[\d.]+:\d+", "".join(lines))
+        assert url, f"no URL printed: {lines} {proc.stderr.read() if proc.poll() else ''}"
+        assert "production is TF Serving" in "".join(lines)
+        c = RestClient(url[0])
+        assert c.sample(8, seed=1).shape == (8, *IMAGE_SHAPE)
+        with pytest.raises(ServingError) as err:
+            c.sample(9)
+        assert err.value.status == 400
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, proc.stderr.read()[-2000:]
