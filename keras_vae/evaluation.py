@@ -382,7 +382,7 @@ def effective_sample_size(model, data, k=100, batch_size=100, chunk_size=500, se
     return EffectiveSampleSize(values=np.exp(2.0 * sums["lse"] - sums["lse2"]), k=int(k))
 
 
-def bounds(model, data, k=None, batch_size=100, chunk_size=500, seed=0, verbose=0):
+def bounds(model, data, k=None, batch_size=100, chunk_size=100, seed=0, verbose=0):
     r"""ELBO, IWAE_k, KL and reconstruction per example over a data set.
 
     ```none
@@ -425,7 +425,8 @@ def active_units(model, data, threshold=ACTIVE_UNIT_THRESHOLD, batch_size=500):
     return ActiveUnits(variances=np.var(means, axis=0), threshold=float(threshold))
 
 
-def gradient_snr(model, x, objective=None, num_estimates=100, seed=0, gradient_estimator=None):
+def gradient_snr(model, x, objective=None, num_estimates=100, seed=0, gradient_estimator=None,
+                 verbose=0):
     r"""Gradient signal-to-noise ratio of the encoder and decoder parameters.
 
     Rainforth et al. (2018): for every scalar parameter theta, R independent
@@ -448,6 +449,7 @@ def gradient_snr(model, x, objective=None, num_estimates=100, seed=0, gradient_e
       num_estimates: R, independent gradient estimates.
       seed: int seed of the draws.
       gradient_estimator: 'standard' or 'dreg'; defaults to the model's.
+      verbose: show a progress bar over the estimates.
 
     Returns:
       A `GradientSNR` with `.encoder`, `.decoder` (means over parameters) and
@@ -491,11 +493,14 @@ def gradient_snr(model, x, objective=None, num_estimates=100, seed=0, gradient_e
     # for the duration of this measurement when asked to.
     model_estimator = model.gradient_estimator
     model.gradient_estimator = "dreg" if dreg else "standard"
+    progbar = keras.utils.Progbar(int(num_estimates), unit_name="estimate") if verbose else None
     try:
-        for _ in range(int(num_estimates)):
+        for r in range(int(num_estimates)):
             g_enc, g_dec = estimate()
             encoder_grads.append(g_enc.numpy().astype("float64"))
             decoder_grads.append(g_dec.numpy().astype("float64"))
+            if progbar is not None:
+                progbar.update(r + 1)
     finally:
         model.gradient_estimator = model_estimator
 
@@ -584,15 +589,15 @@ def evaluate_model(model, x, k=5000, seed=0, batch_size=20, chunk_size=500, boun
                         seed=seed, verbose=verbose)
     bound_k = int(bound_k or model.objective.num_samples)
     say(f"keras_vae.evaluation: bounds with k={bound_k}")
-    bnds = bounds(model, x, k=bound_k, batch_size=max(batch_size, 100),
-                  chunk_size=chunk_size, seed=seed + 1, verbose=verbose)
+    bnds = bounds(model, x, k=bound_k, batch_size=batch_size, chunk_size=chunk_size,
+                  seed=seed + 1, verbose=verbose)
     au = active_units(model, x)
     ess = EffectiveSampleSize(values=ll.ess, k=ll.k)
     snr = None
     if snr_estimates:
         say(f"keras_vae.evaluation: gradient SNR over {snr_estimates} estimates")
         snr = gradient_snr(model, x[:snr_batch_size], num_estimates=snr_estimates,
-                           seed=seed + 2)
+                           seed=seed + 2, verbose=verbose)
     mean_kl = float(np.mean(bnds.kl))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PosteriorCollapseWarning)
