@@ -141,11 +141,8 @@ def log_likelihood(model, x, k=100, batch_size=50, seed=0):
     where that module exists, else the model's own `compute_terms` and
     `objectives.iwae_bound` directly.
     """
-    try:
-        from keras_vae import evaluation
-    except ImportError:
-        evaluation = None
-    if evaluation is not None and hasattr(evaluation, "log_likelihood"):
+    evaluation = _evaluation()
+    if evaluation is not None:
         result = evaluation.log_likelihood(model, x, k=int(k), batch_size=int(batch_size),
                                            seed=int(seed))
         return float(result.mean)
@@ -158,6 +155,15 @@ def log_likelihood(model, x, k=100, batch_size=50, seed=0):
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _evaluation():
+    """keras_vae.evaluation if it provides log_likelihood, else None (the fallback here)."""
+    try:
+        from keras_vae import evaluation
+    except ImportError:
+        return None
+    return evaluation if hasattr(evaluation, "log_likelihood") else None
 
 
 def _numpy(x):
