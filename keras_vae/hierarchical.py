@@ -124,8 +124,13 @@ class HierarchicalVAE(VAE):
                  hidden_units=((200, 200), (100, 100)), activation="tanh", prior="normal",
                  likelihood="bernoulli", objective="elbo", beta=1.0, warmup_steps=0,
                  gradient_estimator="standard", seed=None, min_scale=1e-4, **kwargs):
-        for key in ("latent_dim", "encoder", "decoder", "posterior", "analytic_kl"):
-            kwargs.pop(key, None)  # fixed by this class (present in VAE-style configs)
+        fixed = sorted(set(kwargs) & {"latent_dim", "encoder", "decoder", "posterior",
+                                      "analytic_kl"})
+        if fixed:
+            raise TypeError(
+                f"HierarchicalVAE does not take {fixed}: its networks come from latent_dims "
+                "(d1, d2), hidden_units and activation, and its KL is always Monte Carlo."
+            )
         latent_dims = tuple(int(d) for d in latent_dims)
         if len(latent_dims) != 2 or min(latent_dims) <= 0:
             raise ValueError(f"latent_dims must be two positive sizes (d1, d2), got {latent_dims}.")

@@ -291,9 +291,13 @@ def test_save_load_round_trip(tmp_path):
                                model.decoder_parameters(z)["mean"].numpy(), atol=1e-6)
 
 
-def test_rejects_free_bits():
+def test_rejects_what_the_chain_does_not_have():
     with pytest.raises(ValueError, match="free bits"):
         tiny(objective=keras_vae.ELBO(free_bits=0.1))
+    with pytest.raises(TypeError, match="latent_dim"):
+        tiny(latent_dim=7)
+    with pytest.raises(ValueError, match="latent_dims"):
+        tiny(latent_dims=(3,))
 
 
 # --------------------------------------------------------------------------- export
