@@ -137,6 +137,13 @@ def resolve_base_path(path, model_name="vae"):
         raise ServingError("FAILED_PRECONDITION",
                            f"{path} is a SavedModel but not inside a numbered version folder "
                            "(TF Serving's layout is BASE/NAME/VERSION/saved_model.pb)")
+    manifest = path / "manifest.json"
+    if manifest.is_file():  # an export folder: the manifest says where the SavedModel is
+        try:
+            entry = json.loads(manifest.read_text())["artefacts"]["savedmodel"]
+            path = path / entry["base_path"] / entry["model_name"]
+        except (ValueError, KeyError, TypeError):
+            pass
     if (path / "savedmodel" / model_name).is_dir():
         path = path / "savedmodel" / model_name
     if not path.is_dir() or not _version_dirs(path):

@@ -50,20 +50,8 @@ def exported_vae(tmp_path_factory, mnist_binary=None):
 
 
 def _export_all(model, out):
-    try:
-        from keras_vae.export import export_all
-    except ImportError:  # TEMPORARY until issue 4 lands export_all
-        import json
+    from keras_vae.export import export_all
 
-        from keras_vae.export.onnx_export import export_onnx
-        from keras_vae.export.savedmodel import export_savedmodel
-
-        export_savedmodel(model, out / "savedmodel", name="vae", version=1)
-        export_onnx(model, out / "onnx")
-        manifest = {"latent_dim": LATENT_DIM, "event_shape": [28, 28, 1],
-                    "likelihood": "bernoulli"}
-        (out / "manifest.json").write_text(json.dumps(manifest))
-        return manifest
     return export_all(model, out, name="vae", version=1)
 
 

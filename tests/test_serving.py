@@ -119,9 +119,9 @@ def test_sample_shapes_ranges_and_seeds(client, reference):
     assert client.sample(3).shape == (3, *IMAGE_SHAPE)          # a fresh random seed
 
 
-def test_sample_temperature_scales_latents(rest):
-    _, z1 = rest.sample(MAX_NUM_SAMPLES, temperature=1.0, seed=1, return_latents=True)
-    _, zh = rest.sample(MAX_NUM_SAMPLES, temperature=0.5, seed=1, return_latents=True)
+def test_sample_temperature_scales_latents(grpc_client):
+    _, z1 = grpc_client.sample(MAX_NUM_SAMPLES, temperature=1.0, seed=1, return_latents=True)
+    _, zh = grpc_client.sample(MAX_NUM_SAMPLES, temperature=0.5, seed=1, return_latents=True)
     assert 0.85 < z1.std() < 1.15, z1.std()
     assert 0.42 < zh.std() < 0.58, zh.std()
     assert abs(z1.mean()) < 0.15

@@ -78,8 +78,14 @@ export function readManifest(exportDir) {
   return JSON.parse(fs.readFileSync(file, 'utf8'));
 }
 
-function onnxPath(exportDir, name) {
-  const p = path.join(exportDir, 'onnx', name);
+/**
+ * The path of an ONNX file: the manifest's artefacts entry for `role` (decoder,
+ * sampler, sampler_int8) when the file name is the default one, else onnx/NAME.
+ */
+export function onnxPath(exportDir, name, manifest = null) {
+  const role = name.replace(/\.onnx$/, '');
+  const listed = manifest && manifest.artefacts && manifest.artefacts[`onnx_${role}`];
+  const p = path.join(exportDir, listed && listed.path ? listed.path : path.join('onnx', name));
   if (!fs.existsSync(p)) throw new Error(`no ${p}: export the model with ONNX first`);
   return p;
 }
@@ -96,11 +102,13 @@ function asJSON(tensor) {
 }
 
 /** Runs the decoder on z ([N][d] nested arrays): {outputName: ort.Tensor}. */
-export async function decode(ort, exportDir, z) {
-  const sess = await session(ort, onnxPath(exportDir, 'decoder.onnx'));
+export async function decode(ort, exportDir, z, manifest = null) {
+  const sess = await session(ort, onnxPath(exportDir, 'decoder.onnx', manifest));
+  const latent = manifest && manifest.model && manifest.model.latent_dim;
   const n = z.length;
   const d = n ? z[0].length : 0;
   const flat = new Float32Array(n * d);
+  if (latent && d !== latent) throw new Error(`z has ${d} columns; the model's latent_dim is ${latent}`);
   z.forEach((row, i) => {
     if (row.length !== d) throw new Error(`golden z rows differ in length (${row.length} != ${d})`);
     flat.set(row, i * d);
@@ -110,8 +118,9 @@ export async function decode(ort, exportDir, z) {
 }
 
 /** Runs the sampler: {images, z} as ort.Tensors. */
-export async function sample(ort, exportDir, numSamples, temperature, samplerFile = 'sampler.onnx') {
-  const sess = await session(ort, onnxPath(exportDir, samplerFile));
+export async function sample(ort, exportDir, numSamples, temperature, samplerFile = 'sampler.onnx',
+  manifest = null) {
+  const sess = await session(ort, onnxPath(exportDir, samplerFile, manifest));
   return sess.run({
     num_samples: new ort.Tensor('int64', BigInt64Array.from([BigInt(numSamples)]), []),
     temperature: new ort.Tensor('float32', Float32Array.from([temperature]), []),
@@ -202,12 +211,13 @@ export async function main(argv) {
   const result = { runtime: opts.runtime, versions: ort.env.versions ?? {} };
   if (opts.golden) {
     const golden = JSON.parse(fs.readFileSync(opts.golden, 'utf8'));
-    const outputs = await decode(ort, opts.exportDir, golden.z);
+    const outputs = await decode(ort, opts.exportDir, golden.z, manifest);
     result.decode = Object.fromEntries(Object.entries(outputs).map(([k, v]) => [k, asJSON(v)]));
   }
   if (opts.numSamples > 0) {
     const t0 = performance.now();
-    const outputs = await sample(ort, opts.exportDir, opts.numSamples, opts.temperature, opts.sampler);
+    const outputs = await sample(ort, opts.exportDir, opts.numSamples, opts.temperature, opts.sampler,
+      manifest);
     const ms = performance.now() - t0;
     result.sample = Object.fromEntries(Object.entries(outputs).map(([k, v]) => [k, asJSON(v)]));
     result.sample_stats = { images: stats(outputs.images.data), z: stats(outputs.z.data), ms };
