@@ -1,1 +1,19 @@
-"""keras_vae.serving: TF Serving clients, a development server, ONNX samplers for Node and the web."""
+"""keras_vae.serving: serve an exported VAE.
+
+* Production: TF Serving (the official ``tensorflow/serving`` image, 2.21 or newer) with
+  the files in ``keras_vae/serving/tf_serving/`` (models.config, batching parameters,
+  docker-compose.yml, docker-run.sh).
+* `RestClient` / `GrpcClient`: clients for TF Serving's REST and gRPC APIs
+  (``sample(n, temperature, seed)``, ``decode(z)``, ``status()``, ``metadata()``).
+* `ModelServer` / `serve`: a development server speaking the same REST and gRPC
+  protocol, for machines without TF Serving (``keras-vae serve``,
+  ``python -m keras_vae.serving serve``). Not for production.
+* ``node/sample.mjs`` and ``web/``: the exported ONNX sampler in Node.js and in a browser
+  (``python -m keras_vae.serving web OUT``).
+"""
+
+from keras_vae.serving.client import GrpcClient, RestClient, ServingConnectionError, ServingError
+from keras_vae.serving.server import ModelServer, serve
+
+__all__ = ["GrpcClient", "RestClient", "ServingError", "ServingConnectionError",
+           "ModelServer", "serve"]

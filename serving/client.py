@@ -17,8 +17,8 @@ metadata. They retry connection failures (not server answers) with backoff,
 apply a timeout to every call, and raise `ServingError` carrying the server's
 ``{"error": ...}`` message and status code.
 
-The REST client needs only numpy; the gRPC client needs ``grpcio`` and
-``tensorflow-serving-api`` (which bring TensorFlow's protos).
+The REST client's code uses only the standard library and numpy (http.client,
+keep-alive); the gRPC client needs ``grpcio`` and ``tensorflow-serving-api``.
 """
 
 import http.client

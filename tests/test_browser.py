@@ -275,3 +275,26 @@ def test_build_site_is_self_contained(tmp_path_factory, mnist_binary, tmp_path):
         assert (site / rel).is_file(), rel
     html = (site / "index.html").read_text() + (site / "app.js").read_text()
     assert "https://" not in html and "http://" not in html
+
+
+def test_page_reports_a_missing_model_clearly(browser, page_url):
+    browser.events.clear()
+    browser.call("Page.navigate", url=page_url + "?model=./model-missing/")
+    state = wait_for(browser, "window.kvae && window.kvae.state !== 'loading' && "
+                              "window.kvae.state")
+    assert state == "error"
+    message = browser.evaluate("document.getElementById('status').textContent")
+    assert "manifest.json" in message and "404" in message, message
+    assert browser.problems(), "the failure should be logged as a console error"
+
+
+def test_page_server_serves_only_its_three_roots(page_url):
+    import urllib.error
+
+    for path in ("model/../../../../etc/passwd", "ort/../package.json", "model/",
+                 "nothing.js", "%2e%2e/%2e%2e/etc/passwd"):
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(page_url + path, timeout=10)
+        assert err.value.code == 404, path
+    with urllib.request.urlopen(page_url + "ort/ort-wasm-simd-threaded.wasm", timeout=10) as r:
+        assert r.headers["Content-Type"] == "application/wasm"
