@@ -99,13 +99,33 @@ def _metadata(model_proto, spec, role):
         entry.key, entry.value = key, value
 
 
+def _expm1(ctx, node, name, args):
+    """tf2onnx handler for Expm1 (no ONNX op; TFP's ContinuousBernoulli mean uses it): Exp(x) - 1.
+
+    TFP calls it only where |x| > ~0.3, so Exp - 1 loses no accuracy that
+    matters there (the parity check bounds the result).
+    """
+    from tf2onnx import utils
+
+    dtype = utils.map_onnx_to_numpy_type(ctx.get_dtype(node.input[0]))
+    exp = ctx.make_node("Exp", [node.input[0]], name=utils.make_name(f"{name}_exp"))
+    one = ctx.make_const(utils.make_name(f"{name}_one"), np.array(1, dtype))
+    node.type = "Sub"
+    ctx.replace_inputs(node, [exp.output[0], one.output[0]])
+
+
+#: TF ops tf2onnx 1.17 lacks, with their handlers.
+CUSTOM_OP_HANDLERS = {"Expm1": (_expm1, [])}
+
+
 def convert(fn, input_signature, opset):
     """A tf2onnx ModelProto of `fn` (a Python function of tensors)."""
     import tf2onnx
 
     with _quiet_tf2onnx():
         model_proto, _ = tf2onnx.convert.from_function(
-            tf.function(fn), input_signature=input_signature, opset=opset)
+            tf.function(fn), input_signature=input_signature, opset=opset,
+            custom_op_handlers=CUSTOM_OP_HANDLERS)
     return model_proto
 
 
