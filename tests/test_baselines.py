@@ -1,4 +1,4 @@
-"""PCA and the deterministic autoencoder against independent references, and the comparison report."""
+"""PCA and the deterministic autoencoder against independent references; the comparison report."""
 
 import json
 
