@@ -474,6 +474,7 @@ _PATH = re.compile(
 class _RestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"       # keep-alive, like TF Serving
     disable_nagle_algorithm = True      # headers and body go out in two writes
+    timeout = 120                       # seconds an idle or slow connection may hold a thread
     server_version = "keras-vae-dev-server"
 
     def log_message(self, fmt, *args):  # quiet by default; -v shows requests
@@ -487,6 +488,21 @@ class _RestHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def send_error(self, code, message=None, explain=None):
+        """Protocol-level errors (bad request line, unsupported method) as JSON too."""
+        self.close_connection = True
+        if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":
+            self.request_version = "HTTP/1.0"   # answer garbage with a status line too
+        text = message or self.responses.get(code, ("error",))[0]
+        body = json.dumps({"error": f"{text}{': ' + explain if explain else ''}"}).encode()
+        self.send_response(code, message)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD" and code >= 200 and code not in (204, 304):
+            self.wfile.write(body)
 
     def _error(self, err):
         self._send(err.http_status, {"error": err.message})
@@ -535,7 +551,8 @@ class _RestHandler(BaseHTTPRequestHandler):
     def _post(self):
         server = self.server.model_server
         length = self.headers.get("Content-Length")
-        if length is None:
+        if length is None or not length.strip().isdigit():
+            self.close_connection = True   # an unread body must not become the next request
             raise ServingError("INVALID_ARGUMENT", "a request body with Content-Length is needed")
         length = int(length)
         if length > server.max_body_bytes:

@@ -256,6 +256,33 @@ def test_malformed_rest_requests_get_4xx_and_server_keeps_serving(rest, method, 
     assert rest.decode(latents(3, 1)).shape == (1, *IMAGE_SHAPE)      # still serving
 
 
+def _raw_http(port, data):
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(data)
+        response = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            response += chunk
+    head, _, body = response.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+@pytest.mark.parametrize("data,status", [
+    (b"GARBAGE\r\n\r\n", 400),
+    (b"POST /v1/models/vae:predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+     b"Connection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 400),
+    (b"POST /v1/models/vae:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999999\r\n"
+     b"Connection: close\r\n\r\n{}", 429),
+    (b"BREW /v1/models/vae HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 501),
+], ids=["garbage", "chunked", "huge", "method"])
+def test_malformed_http_gets_json_errors(server, rest, data, status):
+    code, body = _raw_http(server.rest_port, data)
+    assert code == status and body["error"]
+    assert rest.status()[0]["state"] == "AVAILABLE"                   # still serving
+
+
 def test_malformed_grpc_requests(grpc_client, server):
     with pytest.raises(ServingError) as err:
         grpc_client.sample(0)
