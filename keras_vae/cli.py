@@ -354,6 +354,13 @@ def build_parser():
     _add_common(p)
     p.set_defaults(func=cmd_export)
 
+    p = sub.add_parser("verify", help="reload an export folder with each runtime and compare "
+                                      "with the run's model", argument_default=None)
+    p.add_argument("run_dir", nargs="?", metavar="RUN_DIR")
+    p.add_argument("--out", metavar="DIR", help="export folder (default: RUN_DIR/export)")
+    _add_common(p)
+    p.set_defaults(func=cmd_verify)
+
     p = sub.add_parser("serve", help="the development model server (keras_vae.serving); "
                                      "'keras-vae serve --help' for its options",
                        add_help=False)
@@ -646,7 +653,7 @@ def training_stream(x, batch_size, seed, start_epoch, epochs, dynamic):
     """A tf.data stream of the batches of epochs start_epoch..epochs-1.
 
     Batch b of epoch e is a pure function of (seed, e, b): the examples come
-    through a stateless permutation (`index_shuffle`) and a dynamic binarisation
+    through a stateless permutation (`stateless_shuffle`) and a dynamic binarisation
     draws with a stateless seed, so a resumed run sees exactly the batches an
     uninterrupted run would have seen.
     """
@@ -706,8 +713,6 @@ def _check_train_options(options, given):
             "bernoulli", "continuous_bernoulli"):
         raise UsageError(f"--binarization {binarization} makes 0/1 data, which needs a "
                          f"Bernoulli likelihood, not --likelihood {options['likelihood']}")
-    if options["preset"] == "conv" and options["strategy"] == "multiworker" and False:
-        pass
     if options["strategy"] == "multiworker" and "TF_CONFIG" not in os.environ:
         raise UsageError("--strategy multiworker needs the TF_CONFIG environment variable "
                          "(the cluster and this worker's task)")
@@ -852,7 +857,9 @@ def _callbacks(keras, run_dir, options, history_rows, sigint, seed):
 
     class Delay(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            time.sleep(float(options.get("epoch_delay") or 0))
+            until = time.time() + float(options.get("epoch_delay") or 0)
+            while time.time() < until and not sigint.raised:
+                time.sleep(0.05)
 
     callbacks = [EpochSeeds(), Interrupt(), HistoryWriter(),
                  keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True,
@@ -1348,26 +1355,103 @@ def export_run(run_dir, formats=("all",), out=None, name="vae", version=1, overw
 
 
 def _manifest_lines(manifest, out):
+    """One line per exported artefact: its path, size and the export's own parity figure."""
     lines = []
-    if not isinstance(manifest, dict):
-        return [f"  {out}"]
-    artefacts = manifest.get("artifacts") or manifest.get("artefacts") or manifest.get("formats")
-    if isinstance(artefacts, dict):
-        items = artefacts.items()
-    elif isinstance(artefacts, list):
-        items = [(a.get("format") or a.get("name") or "?", a) for a in artefacts
-                 if isinstance(a, dict)]
-    else:
-        items = []
-    for key, info in items:
-        if isinstance(info, dict):
-            path = info.get("path") or info.get("file") or info.get("dir") or ""
-            checks = info.get("checks") or info.get("verification") or info.get("verified")
-            ok = "verified" if checks else ""
-            lines.append(f"  {key:<12} {path} {ok}".rstrip())
-        else:
-            lines.append(f"  {key:<12} {info}")
+    artefacts = (manifest or {}).get("artefacts") or {}
+    parity = (manifest or {}).get("parity") or {}
+    for key, info in artefacts.items():
+        size = info.get("size_bytes")
+        size = f"{size / 1e6:.1f} MB" if isinstance(size, (int, float)) else ""
+        diff = (parity.get(key) or {}).get("decode_max_abs_diff")
+        check = ""
+        if isinstance(diff, dict) and diff:
+            check = f"decode max |diff| {max(diff.values()):.1e}"
+        elif (parity.get(key) or {}).get("decode_error_vs_keras") is not None:
+            check = "int8, error within tolerance"
+        elif parity.get(key):
+            check = "checked"
+        lines.append(f"  {key:<18} {pathlib.Path(out) / info.get('path', '')}  {size}  {check}"
+                     .rstrip())
     return lines or [f"  {out}"]
+
+
+def verify_exports(model, export_dir, manifest=None, atol=1e-4):
+    """Reloads every exported artefact with its own runtime and decodes the same z.
+
+    SavedModel (tf.saved_model.load, 'decode'), ONNX decoder (onnxruntime),
+    TFLite (ai-edge-litert or tf.lite, 'decode' signature), and the ONNX samplers
+    (right shape, values in [0, 1]). Returns {artefact: max |diff| or a note};
+    raises CLIError if a decoder disagrees with the Keras model by more than atol.
+    """
+    import numpy as np
+
+    export_dir = pathlib.Path(export_dir)
+    if manifest is None:
+        try:
+            manifest = json.loads((export_dir / "manifest.json").read_text())
+        except (OSError, ValueError) as error:
+            raise CLIError(f"no readable manifest.json in {export_dir}: {_first_line(error)}",
+                           EXIT_CORRUPT) from error
+    artefacts = manifest.get("artefacts") or {}
+    z = np.random.default_rng(0).standard_normal((8, model.latent_dim)).astype("float32")
+    want = np.asarray(model.decoder_parameters(z)["mean"], "float32")
+    results = {}
+
+    def compare(key, got):
+        got = np.asarray(got, "float32")
+        if got.shape != want.shape:
+            raise CLIError(f"export check failed: {key} gives shape {got.shape}, the Keras "
+                           f"model {want.shape}", EXIT_CORRUPT)
+        diff = float(np.max(np.abs(got - want)))
+        if not diff <= atol:
+            raise CLIError(f"export check failed: {key} decodes with max |diff| {diff:.3g} > "
+                           f"{atol:g} from the Keras model", EXIT_CORRUPT)
+        results[key] = diff
+
+    for key, info in artefacts.items():
+        path = export_dir / info["path"]
+        try:
+            if key == "savedmodel":
+                import tensorflow as tf
+
+                loaded = tf.saved_model.load(str(path))
+                compare(key, loaded.signatures["decode"](z=tf.constant(z))["mean"])
+            elif key == "onnx_decoder":
+                import onnxruntime as ort
+
+                session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+                compare(key, session.run(["mean"], {"z": z})[0])
+            elif key.startswith("onnx_sampler"):
+                import onnxruntime as ort
+
+                session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+                images = session.run(["images"], {"num_samples": np.asarray(8, "int64"),
+                                                  "temperature": np.asarray(1.0, "float32")})[0]
+                ok = images.shape == want.shape and np.all((images >= 0) & (images <= 1))
+                if not ok:
+                    raise CLIError(f"export check failed: {key} gives images of shape "
+                                   f"{images.shape} outside [0, 1]", EXIT_CORRUPT)
+                results[key] = "samples ok"
+            elif key == "tflite":
+                try:
+                    from ai_edge_litert.interpreter import Interpreter
+                except ImportError:
+                    import tensorflow as tf
+
+                    Interpreter = tf.lite.Interpreter
+                runner = Interpreter(model_path=str(path)).get_signature_runner("decode")
+                compare(key, runner(z=z)["mean"])
+        except CLIError:
+            raise
+        except Exception as error:  # noqa: BLE001
+            raise CLIError(f"export check failed: cannot run {path}: {_first_line(error)}",
+                           EXIT_CORRUPT) from error
+    return results
+
+
+def _verify_lines(results):
+    return [f"  {key:<18} " + (f"max |diff| {value:.1e} vs Keras" if isinstance(value, float)
+                                else str(value)) for key, value in results.items()]
 
 
 def cmd_export(args, options):
@@ -1375,8 +1459,26 @@ def cmd_export(args, options):
     manifest, out = export_run(run_dir, options.get("format") or ["all"], options.get("out"),
                                options.get("name") or "vae", options.get("model_version") or 1,
                                bool(options.get("overwrite")))
-    _say(f"keras-vae: exported and verified -> {out}")
+    _say(f"keras-vae: exported -> {out}")
     for line in _manifest_lines(manifest, out):
+        _say(line)
+    model, _ = load_run_model(run_dir)
+    _say("keras-vae: verifying: each artefact reloaded by its own runtime, decoding the same z")
+    for line in _verify_lines(verify_exports(model, out, manifest)):
+        _say(line)
+    return EXIT_OK
+
+
+def cmd_verify(args, options):
+    run_dir = _require_run_dir(options)
+    model, _ = load_run_model(run_dir)
+    out = pathlib.Path(options.get("out") or run_dir / "export")
+    if not out.is_dir():
+        raise CLIError(f"no export folder {out}: run 'keras-vae export {run_dir}' first",
+                       EXIT_RUN_FOLDER)
+    results = verify_exports(model, out)
+    _say(f"keras-vae: {out}: every artefact agrees with {run_dir / 'model.keras'}")
+    for line in _verify_lines(results):
         _say(line)
     return EXIT_OK
 
@@ -1407,32 +1509,36 @@ def cmd_demo(args, options):
         run_config(run_dir)  # a foreign folder is refused, a keras-vae run is replaced
         _say(f"keras-vae: replacing the previous demo run in {run_dir}")
         options["overwrite"] = True
-    _say("keras-vae demo [1/4] training on the embedded MNIST digits (no network needed)")
+    _say("keras-vae demo [1/5] training on the embedded MNIST digits (no network needed)")
     result = train(options, "demo")
     run_dir = result["run_dir"]
     t_train = time.time() - started
 
-    _say(f"keras-vae demo [2/4] evaluating (k={eval_k}, {DEMO_EVAL_EXAMPLES} test digits)")
+    _say(f"keras-vae demo [2/5] evaluating (k={eval_k}, {DEMO_EVAL_EXAMPLES} test digits)")
     report, metrics_path = evaluate_run(run_dir, k=eval_k, examples=DEMO_EVAL_EXAMPLES,
                                         batch_size=50, snr_estimates=0, seed=0,
                                         model=result["model"],
                                         config=run_config(run_dir))
     print_table(metrics_table(report))
 
-    _say("keras-vae demo [3/4] pictures")
+    _say("keras-vae demo [3/5] pictures")
     for name, path in result["pictures"].items():
         _say(f"  {name:<16} {path}")
 
     manifest = None
     export_dir = run_dir / "export"
     if export:
-        _say("keras-vae demo [4/4] exporting to SavedModel, ONNX and TFLite, each checked "
+        _say("keras-vae demo [4/5] exporting to SavedModel, ONNX and TFLite, each checked "
              "against the Keras model")
         manifest, export_dir = export_run(run_dir, ["all"], export_dir, overwrite=True)
         for line in _manifest_lines(manifest, export_dir):
             _say(line)
+        _say("keras-vae demo [5/5] verifying: each artefact reloaded by its own runtime, "
+             "decoding the same z as the Keras model")
+        for line in _verify_lines(verify_exports(result["model"], export_dir, manifest)):
+            _say(line)
     else:
-        _say("keras-vae demo [4/4] export skipped (--no-export)")
+        _say("keras-vae demo [4/5] export skipped (--no-export)")
 
     ll = report.get("log_likelihood") or {}
     _say("")

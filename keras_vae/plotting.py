@@ -302,6 +302,8 @@ def training_curves(history, path=None, keys=None, panel_size=(330, 240)):
     if keys is None:
         keys = [k for k in history if not k.startswith("val_")]
         keys = [k for k in keys if k != "learning_rate"]
+        order = {"loss": 0, "elbo": 1, "reconstruction": 8, "kl": 9}
+        keys.sort(key=lambda k: (order.get(k, 2), k))
     keys = [k for k in keys if k in history or f"val_{k}" in history]
     if not keys:
         raise ValueError("The history holds no metric to plot.")
