@@ -44,7 +44,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 
-from keras_vae.serving._tensors import DTYPES, HTTP_STATUS, to_json_value
+from keras_vae.serving._tensors import HTTP_STATUS, to_json_value
 
 log = logging.getLogger("keras_vae.serving")
 
@@ -582,7 +582,6 @@ class _RestHandler(BaseHTTPRequestHandler):
 def metadata_json(mv):
     """TF Serving's REST metadata body for one model version."""
     from google.protobuf import json_format
-    from tensorflow.core.protobuf import meta_graph_pb2  # noqa: F401 (SignatureDef)
     from tensorflow_serving.apis import get_model_metadata_pb2
 
     sig_map = get_model_metadata_pb2.SignatureDefMap()

@@ -10,7 +10,6 @@ server keeps serving; the TF Serving deployment files are valid.
 import concurrent.futures
 import json
 import os
-import pathlib
 import re
 import shutil
 import signal
@@ -430,6 +429,10 @@ def test_models_config_versions_and_labels(export, tmp_path):
         versions = [s["version"] for s in RestClient(
             f"http://127.0.0.1:{srv.rest_port}").status()]
         assert versions == ["2", "1"]
+        one = RestClient(f"http://127.0.0.1:{srv.rest_port}", version=2).status()
+        assert [s["version"] for s in one] == ["2"] and one[0]["state"] == "AVAILABLE"
+        assert GrpcClient(f"127.0.0.1:{srv.grpc_port}", label="stable").status()[0][
+            "version"] == "1"
         z = latents(4, 2)
         results = [RestClient(f"http://127.0.0.1:{srv.rest_port}", **kw).decode(z)
                    for kw in ({"label": "stable"}, {"label": "canary"}, {"version": 1}, {})]
