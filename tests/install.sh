@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs on a fresh machine, from the package
+# registries only: a venv at .venv with keras-vae and its test extras, Debian's
+# Chromium (the browser test) and the Node packages of serving/node (npm ci).
+# Used by the README's test command, which .ci/run runs verbatim.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ".[test]"
+
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" -eq 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo apt-get update -qq
+    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "install.sh: Chromium is missing and this user cannot install it (apt-get install chromium)" >&2
+    exit 1
+  fi
+fi
+
+if ! command -v npm >/dev/null 2>&1; then
+  echo "install.sh: npm is missing: install Node.js >= 18 with npm" >&2
+  exit 1
+fi
+# serving/node/.npmrc skips onnxruntime-node's CUDA download (see DESIGN.md).
+npm ci --prefix serving/node --no-audit --no-fund --loglevel=error
+echo "install.sh: done"
