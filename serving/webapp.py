@@ -13,6 +13,7 @@ python -m keras_vae.serving web out/ --build site/   # a static folder for any w
 """
 
 import argparse
+import os
 import pathlib
 import shutil
 import threading
@@ -37,8 +38,11 @@ MIME_TYPES = {
 
 
 def ort_dir(path=None):
-    """onnxruntime-web's dist folder, or a clear error saying how to install it."""
-    path = pathlib.Path(path) if path else DEFAULT_ORT_DIR
+    """onnxruntime-web's dist folder, or a clear error saying how to install it.
+
+    Looks at `path`, then $KERAS_VAE_ORT_DIR, then node/node_modules beside this module.
+    """
+    path = pathlib.Path(path or os.environ.get("KERAS_VAE_ORT_DIR") or DEFAULT_ORT_DIR)
     missing = [f for f in ORT_FILES if not (path / f).is_file()]
     if missing:
         raise FileNotFoundError(

@@ -21,10 +21,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from serving_support import exported_vae, require_node_modules, require_tool
+from serving_support import NODE_DIR, exported_vae, require_node_modules, require_tool
 
 from keras_vae.serving import webapp
 
+# The checkout's onnxruntime-web (works whether keras_vae is installed editable or not).
+ORT_DIR = NODE_DIR / "node_modules" / "onnxruntime-web" / "dist"
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -151,7 +153,7 @@ class DevTools:
 def page_url(tmp_path_factory, mnist_binary):
     require_node_modules()
     out, _ = exported_vae(tmp_path_factory, mnist_binary)
-    server = webapp.serve_web(out, host="127.0.0.1", port=0, block=False)
+    server = webapp.serve_web(out, host="127.0.0.1", port=0, ort_path=ORT_DIR, block=False)
     yield f"http://127.0.0.1:{server.server_address[1]}/"
     server.shutdown()
     server.server_close()
@@ -268,7 +270,7 @@ def test_page_reaches_nothing_but_its_own_origin(browser, page_url):
 def test_build_site_is_self_contained(tmp_path_factory, mnist_binary, tmp_path):
     require_node_modules()
     out, _ = exported_vae(tmp_path_factory, mnist_binary)
-    site = webapp.build_site(out, tmp_path / "site")
+    site = webapp.build_site(out, tmp_path / "site", ort_path=ORT_DIR)
     for rel in ("index.html", "app.js", "grid.mjs", "ort/ort.wasm.min.mjs",
                 "ort/ort-wasm-simd-threaded.wasm", "model/manifest.json",
                 "model/onnx/sampler.onnx"):
