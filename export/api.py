@@ -140,6 +140,8 @@ def export_all(model_or_keras_path, out_dir, name="vae", version=1, overwrite=Fa
         sampling = {"savedmodel_and_tflite": SAVEDMODEL_SAMPLING, "onnx": onnx_export.SEEDING}
         manifest = manifest_lib.build(spec, artefacts, parity, sampling, verify.tolerances())
         manifest["formats"] = list(formats)
+        if "onnx" in formats:  # as read back from the files
+            manifest["onnx_opset"] = manifest["artefacts"]["onnx_decoder"]["opset"]
         manifest_lib.write(manifest, staging / MANIFEST)
 
         for key, (path, _, _) in artefacts.items():  # the SavedModel version first

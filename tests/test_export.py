@@ -160,6 +160,7 @@ def test_manifest_model_versions_and_parity(exported):
         assert figures["draws"] == verify.DISTRIBUTION_DRAWS
         assert figures["mean_max_sigmas"] <= verify.DISTRIBUTION_SIGMAS
     assert manifest["tolerances"]["decode_atol"] == verify.DECODE_ATOL
+    assert manifest["onnx_opset"] == 17 and manifest["formats"] == ["savedmodel", "onnx", "tflite"]
     assert "set_seed" in manifest["sampling"]["onnx"]
 
 
@@ -386,19 +387,19 @@ def test_existing_version_is_not_overwritten(exported, trained):
     assert [p.name for p in (out / "savedmodel/vae").iterdir()] == ["1"]
 
 
-def test_overwrite_replaces_a_version_and_keeps_others(trained, tmp_path):
+def test_overwrite_replaces_a_version_and_keeps_others(exported, trained, tmp_path):
+    import shutil
+
     base = tmp_path / "models"
-    first = pathlib.Path(export.export_savedmodel(trained[0], base, name="vae", version=1))
-    assert first == base / "vae" / "1"
+    first = base / "vae" / "1"
+    shutil.copytree(exported[0] / "savedmodel/vae/1", first)  # an existing version 1
     (base / "vae" / "2").mkdir()  # another version: never touched
     (base / "vae" / "2" / "keep").write_text("v2")
-    old = _sha256(first / "saved_model.pb")
     marker = first / "stale"
     marker.write_text("from the old version")
     again = export.export_savedmodel(trained[0], base, name="vae", version=1, overwrite=True)
     assert pathlib.Path(again) == first and (first / "saved_model.pb").is_file()
     assert not marker.exists()  # the whole folder was replaced, not merged
-    assert len(old) == 64
     assert (base / "vae" / "2" / "keep").read_text() == "v2"
     assert sorted(p.name for p in (base / "vae").iterdir()) == ["1", "2"]
 
@@ -450,6 +451,16 @@ def test_main_exports_onnx_and_refuses_to_overwrite(trained, tmp_path, capsys):
     assert "overwrite" in capsys.readouterr().err
     assert export.main([str(tmp_path / "missing.keras"), "--out", str(out)]) == 2
     assert export.main([str(trained[1]), "--format", "pdf", "--out", str(out)]) == 2
+
+
+def test_python_m_entry_point_reports_a_missing_model(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_vae.export", str(tmp_path / "none.keras"), "--out",
+         str(tmp_path / "out")], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "No .keras model" in result.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_counter_normal_is_a_seeded_standard_normal():
