@@ -481,12 +481,12 @@ def test_compose_file_and_docker_run_agree():
 # ------------------------------------------------------------------------ command line
 
 
-def test_command_line_serves_and_stops(export):
+def test_command_line_serves_and_stops(export, tmp_path):
     cmd = [sys.executable, "-m", "keras_vae.serving", "serve", str(export),
            "--rest_api_port", "0", "--port", "-1", "--max_num_samples", "8"]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env)
+    stderr = open(tmp_path / "stderr.txt", "w+")  # a file: a full pipe would block the child
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
     try:
         lines = []
         deadline = time.time() + 120
@@ -498,7 +498,7 @@ def test_command_line_serves_and_stops(export):
             if "REST http://" in line:
                 break
         url = re.search(r"http://[\d.]+:\d+", "".join(lines))
-        assert url, f"no URL printed: {lines} {proc.stderr.read() if proc.poll() else ''}"
+        assert url, f"no URL printed: {lines} {(tmp_path / 'stderr.txt').read_text()[-3000:]}"
         assert "production is TF Serving" in "".join(lines)
         c = RestClient(url[0])
         assert c.sample(8, seed=1).shape == (8, *IMAGE_SHAPE)
@@ -512,4 +512,5 @@ def test_command_line_serves_and_stops(export):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 0, proc.stderr.read()[-2000:]
+    stderr.close()
+    assert proc.returncode == 0, (tmp_path / "stderr.txt").read_text()[-3000:]
