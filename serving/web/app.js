@@ -84,8 +84,13 @@ async function draw() {
     `z std ${kvae.stats.z.std.toFixed(3)}`);
 }
 
+let pending = false;
+
+/** Queues one redraw; requests made while one is queued fold into it (slider drags). */
 function redraw() {
-  busy = busy.then(draw).catch(fail);
+  if (pending) return busy;
+  pending = true;
+  busy = busy.then(() => { pending = false; return draw(); }).catch(fail);
   return busy;
 }
 
@@ -104,7 +109,10 @@ async function start() {
   for (const file of samplerFiles(manifest)) select.add(new Option(file, file));
   const slider = $('temperature');
   const label = $('temperature-value');
-  slider.addEventListener('input', () => { label.textContent = Number(slider.value).toFixed(2); });
+  slider.addEventListener('input', () => {
+    label.textContent = Number(slider.value).toFixed(2);
+    redraw();
+  });
   slider.addEventListener('change', redraw);
   $('grid-size').addEventListener('change', redraw);
   select.addEventListener('change', redraw);
