@@ -361,6 +361,18 @@ def build_parser():
     _add_common(p)
     p.set_defaults(func=cmd_verify)
 
+    p = sub.add_parser("compare", help="several runs side by side: test log-likelihood, "
+                                       "reconstructions, interpolations, samples",
+                       argument_default=None)
+    p.add_argument("run_dirs", nargs="*", metavar="RUN_DIR")
+    p.add_argument("--out", metavar="DIR", help="output folder (default: runs/compare)")
+    p.add_argument("--k", type=_positive_int, help="importance samples (default: 100)")
+    p.add_argument("--examples", type=_positive_int, metavar="N",
+                   help="test examples (default: 500)")
+    p.add_argument("--seed", type=_nonnegative_int, help="seed (default: 0)")
+    _add_common(p)
+    p.set_defaults(func=cmd_compare)
+
     p = sub.add_parser("serve", help="the development model server (keras_vae.serving); "
                                      "'keras-vae serve --help' for its options",
                        add_help=False)
@@ -1480,6 +1492,41 @@ def cmd_verify(args, options):
     _say(f"keras-vae: {out}: every artefact agrees with {run_dir / 'model.keras'}")
     for line in _verify_lines(results):
         _say(line)
+    return EXIT_OK
+
+
+# =============================================================================== compare
+
+
+def cmd_compare(args, options):
+    from keras_vae import comparison
+
+    runs = [pathlib.Path(r) for r in options.get("run_dirs") or []]
+    if len(runs) < 1:
+        raise UsageError("compare needs at least one RUN_DIR")
+    names = [r.name or str(r) for r in runs]
+    if len(set(names)) != len(names):
+        names = [str(r) for r in runs]
+    models, first = {}, None
+    for name, run in zip(names, runs):
+        model, config = load_run_model(run)
+        if first is None:
+            first = config
+        elif (config.get("data") or {}).get("data") != (first.get("data") or {}).get("data"):
+            raise UsageError(f"{run} was trained on {config['data'].get('data')}, the first run "
+                             f"on {first['data'].get('data')}: compare runs on the same data")
+        models[name] = model
+    x, _ = _eval_data(first, options.get("examples") or 500)
+    out = pathlib.Path(options.get("out") or pathlib.Path("runs") / "compare")
+    report = comparison.compare(models, x, str(out), seed=options.get("seed") or 0,
+                                k=options.get("k") or 100)
+    _say(f"keras-vae: compared {len(models)} run(s) on {len(x)} test examples -> {out}")
+    for name, entry in report["metrics"].items():
+        ll = entry.get("test_log_likelihood")
+        ll = f"log p(x) {ll:.2f} (k={entry.get('log_likelihood_k')})" if ll is not None else ""
+        _say(f"  {name:<24} {ll}  reconstruction MSE {entry['reconstruction_mse']:.4f}")
+    for name, path in report.get("files", {}).items():
+        _say(f"  {name:<24} {path}")
     return EXIT_OK
 
 

@@ -147,7 +147,7 @@ def test_evaluate(run_dir):
     assert "NLL" in proc.stdout and "active units" in proc.stdout and "ESS" in proc.stdout
 
 
-def test_export_and_verify(run_dir):
+def test_export_and_verify(run_dir, capsys):
     proc = keras_vae("export", run_dir, "--format", "all")
     export = run_dir / "export"
     manifest = json.loads((export / "manifest.json").read_text())
@@ -167,6 +167,9 @@ def test_export_and_verify(run_dir):
                                    providers=["CPUExecutionProvider"])
     got = session.run(["mean"], {"z": z})[0]
     np.testing.assert_allclose(got, np.asarray(model.decoder_parameters(z)["mean"]), atol=1e-5)
+    # `keras-vae verify` reloads each artefact with its runtime and compares with model.keras.
+    code, out, _ = run_main(capsys, "verify", run_dir)
+    assert code == 0 and "every artefact agrees" in out and "tflite" in out
     # Exporting again without --overwrite is refused, with one line and exit code 3.
     again = keras_vae("export", run_dir, "--format", "onnx", check=False)
     assert again.returncode == cli.EXIT_RUN_FOLDER
@@ -193,6 +196,16 @@ def test_interpolate(run_dir, tmp_path):
     keras_vae("interpolate", run_dir, "--pairs", 2, "--steps", 6, "--method", "slerp",
               "--out", out)
     assert_tiles_not_blank(out, 2, 6, labelled=True)
+
+
+def test_compare(run_dir, tmp_path, capsys):
+    out = tmp_path / "compare"
+    code, stdout, err = run_main(capsys, "compare", run_dir, "--examples", 20, "--k", 5,
+                                 "--out", out)
+    assert code == 0, err
+    report = json.loads((out / "metrics.json").read_text())
+    assert np.isfinite(report["metrics"]["run"]["test_log_likelihood"])
+    assert_png(out / "samples.png")
 
 
 # =============================================================================== resume
