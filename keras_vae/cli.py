@@ -596,6 +596,30 @@ def _write_state(run_dir, **state):
                 {**state, "updated": _now()})
 
 
+def _host():
+    import socket
+
+    return socket.gethostname()
+
+
+def _process_alive(state):
+    """True if the state names a live process on this host (a run being trained now)."""
+    pid = state.get("pid")
+    if not isinstance(pid, int) or pid == os.getpid() or state.get("host") != _host():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (killed, not yet reaped) is not alive
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
 def _now():
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
@@ -828,6 +852,10 @@ class _SigintFlag:
 def _callbacks(keras, run_dir, options, history_rows, sigint, seed):
     """The training callbacks, in the order that keeps a killed run consistent."""
     backup_dir = run_dir / "backup"
+    # A resumed run keeps the best val_loss so far, so best.keras stays the best.
+    finished = [r.get("val_loss") for r in history_rows.values()
+                if isinstance(r.get("val_loss"), float) and math.isfinite(r["val_loss"])]
+    best_val = min(finished) if finished else None
 
     class EpochSeeds(keras.callbacks.Callback):
         """Sets every seed generator to a function of (seed, epoch) at each epoch's start.
@@ -877,7 +905,8 @@ def _callbacks(keras, run_dir, options, history_rows, sigint, seed):
                  keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True,
                                                   delete_checkpoint=False),
                  keras.callbacks.ModelCheckpoint(str(run_dir / "checkpoints" / "best.keras"),
-                                                 monitor="val_loss", save_best_only=True),
+                                                 monitor="val_loss", save_best_only=True,
+                                                 initial_value_threshold=best_val),
                  _tensorboard(keras, run_dir / "logs")]
     if options.get("early_stopping"):
         callbacks.append(keras.callbacks.EarlyStopping(
@@ -1022,6 +1051,9 @@ def train(options, command="train"):
         _say(f"keras-vae: {run_dir} already finished ({state.get('epochs_done')} epochs); "
              "nothing to resume")
         return {"run_dir": run_dir, "already_finished": True}
+    if resuming and state.get("status") == "running" and _process_alive(state):
+        raise CLIError(f"{run_dir} is in use: process {state.get('pid')} is training it now",
+                       EXIT_RUN_FOLDER)
 
     _import_tf()
     import keras
@@ -1054,7 +1086,7 @@ def train(options, command="train"):
         }
         _write_json(run_dir / "config.json", config)
     _write_state(run_dir, status="running", epochs_done=len(read_history_rows(run_dir)),
-                 epochs=options["epochs"])
+                 epochs=options["epochs"], pid=os.getpid(), host=_host())
 
     keras.mixed_precision.set_global_policy(options["precision"])
     strategy = _strategy(options["strategy"])

@@ -259,11 +259,14 @@ def test_killed_run_resumes_to_the_same_loss(run_dir, tmp_path):
     assert "already finished" in again.stdout
 
 
-def test_ctrl_c_saves_a_checkpoint(tmp_path):
+def test_ctrl_c_saves_a_checkpoint(tmp_path, capsys):
     run = tmp_path / "interrupted"
     proc = _start(run, "--epoch-delay", 20)
     try:
         _wait_for_checkpoint(run, proc)
+        # While it trains, the run cannot be resumed by another process.
+        code, _, err = run_main(capsys, "train", "--out", run, "--resume")
+        assert code == cli.EXIT_RUN_FOLDER and "is in use" in error_lines(err)[0]
         proc.send_signal(signal.SIGINT)  # lands in the delay after epoch 1
         out, err = proc.communicate(timeout=TIMEOUT)
     finally:
