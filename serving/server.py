@@ -463,6 +463,13 @@ class _RestServer(ThreadingHTTPServer):
         self.model_server = model_server
         super().__init__(address, handler)
 
+    def handle_error(self, request, client_address):
+        import sys
+
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return                          # a client that hung up or idled out
+        log.exception("error on a connection from %s", client_address)
+
 
 _PATH = re.compile(
     r"^/v1/models/(?P<name>[^/:]+)"
@@ -523,8 +530,8 @@ class _RestHandler(BaseHTTPRequestHandler):
             body()
         except ServingError as err:
             self._error(err)
-        except (ConnectionError, BrokenPipeError):
-            raise
+        except ConnectionError:            # the client went away: nothing to answer
+            self.close_connection = True
         except Exception as err:  # noqa: BLE001 - the server must keep serving
             log.exception("internal error on %s %s", method, self.path)
             self._error(ServingError("INTERNAL", f"{type(err).__name__}: {err}"))

@@ -16,6 +16,7 @@ import argparse
 import os
 import pathlib
 import shutil
+import sys
 import threading
 import urllib.parse
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -118,13 +119,20 @@ class _PageHandler(SimpleHTTPRequestHandler):
         super().end_headers()
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
+
+
 def make_server(export_dir, host="127.0.0.1", port=8000, ort_path=None):
     """A ThreadingHTTPServer for the page (not started; port 0 picks a free one)."""
     export_dir = _check_export(export_dir).resolve()
     roots = {"/ort/": ort_dir(ort_path).resolve(), "/model/": export_dir, "/": WEB_DIR}
     handler = type("PageHandler", (_PageHandler,), {"roots": roots})
-    server = ThreadingHTTPServer((host, int(port)), handler)
-    server.daemon_threads = True
+    server = _QuietServer((host, int(port)), handler)
     return server
 
 
