@@ -257,6 +257,23 @@ def test_temperature_slider_redraws(browser, page_url):
     assert browser.problems() == []
 
 
+def test_int8_sampler_and_grid_size(browser, page_url):
+    options = browser.evaluate("[...document.getElementById('sampler').options].map(o => o.value)")
+    assert options == ["sampler.onnx", "sampler_int8.onnx"], options
+    draws = browser.evaluate("window.kvae.draws")
+    browser.evaluate("""(() => {
+        document.getElementById('grid-size').value = '4';
+        const s = document.getElementById('sampler'); s.value = 'sampler_int8.onnx';
+        s.dispatchEvent(new Event('change')); })()""")
+    wait_for(browser, f"window.kvae.draws > {draws} && "
+                      "window.kvae.stats.file === 'sampler_int8.onnx'")
+    kvae = browser.evaluate("window.kvae")
+    assert kvae["state"] == "ready" and kvae["stats"]["n"] == 16
+    assert (kvae["width"], kvae["height"]) == (4 * 29 + 1, 4 * 29 + 1)
+    assert browser.evaluate(CANVAS_STATS)["distinct"] > 10
+    assert browser.problems() == []
+
+
 def test_page_reaches_nothing_but_its_own_origin(browser, page_url):
     """Every resource the page loaded came from the local server (no CDN)."""
     urls = browser.evaluate("performance.getEntriesByType('resource').map(e => e.name)")
