@@ -56,8 +56,14 @@ class Likelihood(keras.layers.Layer):
     def validate(self, x, name="x"):
         """Checks data for this likelihood; raises ValueError naming the problem."""
         x = _as_array(x)
-        check_finite(x, name)
         low, high = self.support
+        if high == 1.0 and np.issubdtype(x.dtype, np.integer) and x.size and x.max() > 1:
+            raise ValueError(
+                f"{name} holds integer values up to {int(x.max())} (dtype {x.dtype}); the "
+                f"{type(self).__name__} likelihood needs values in [0, 1]: divide 0-255 "
+                "images by 255 or binarise them (keras_vae.data.binarize)."
+            )
+        check_finite(x, name)
         if x.size == 0:
             return
         if low is not None and x.min() < low or high is not None and x.max() > high:
@@ -98,15 +104,6 @@ class BernoulliLikelihood(Likelihood):
     def parameters(self, params):
         return {"probs": tf.sigmoid(params), "logits": params}
 
-    def validate(self, x, name="x"):
-        x = _as_array(x)
-        if np.issubdtype(x.dtype, np.integer) and x.size and x.max() > 1:
-            raise ValueError(
-                f"{name} holds integer values up to {int(x.max())} (dtype {x.dtype}); the "
-                "Bernoulli likelihood needs values in [0, 1]: divide 0-255 images by 255 "
-                "or binarise them (keras_vae.data.binarize)."
-            )
-        super().validate(x, name)
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
@@ -132,14 +129,6 @@ class ContinuousBernoulliLikelihood(Likelihood):
     def parameters(self, params):
         return {"mean": self.mean(params), "logits": params}
 
-    def validate(self, x, name="x"):
-        x = _as_array(x)
-        if np.issubdtype(x.dtype, np.integer) and x.size and x.max() > 1:
-            raise ValueError(
-                f"{name} holds integer values up to {int(x.max())}; the continuous "
-                "Bernoulli likelihood needs values in [0, 1]: divide 0-255 images by 255."
-            )
-        super().validate(x, name)
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")

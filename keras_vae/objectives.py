@@ -270,7 +270,7 @@ class MIWAE(Objective):
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
-class PIWAE(Objective):
+class PIWAE(MIWAE):
     """PIWAE(M, K): the decoder ascends IWAE_{MK}, the encoder MIWAE(M, K) (Rainforth et al.).
 
     Both gradients come from the same M * K samples in one step. The logged
@@ -278,11 +278,6 @@ class PIWAE(Objective):
     """
 
     name = "piwae"
-
-    def __init__(self, num_groups=8, k=8):
-        super().__init__(int(num_groups) * int(k))
-        self.num_groups = int(num_groups)
-        self.k = int(k)
 
     def bound(self, terms):
         return iwae_bound(terms.log_weights())
@@ -297,9 +292,6 @@ class PIWAE(Objective):
         else:
             encoder = miwae_bound(log_w, self.num_groups)
         return decoder, encoder
-
-    def get_config(self):
-        return {"num_groups": self.num_groups, "k": self.k}
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
