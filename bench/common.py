@@ -1,0 +1,195 @@
+"""Shared helpers of the benchmark suite: environment, data, machine facts, timing.
+
+Import this module before TensorFlow or Keras: it seeds KERAS_HOME (Keras reads
+it at import) from ../shared/datasets when that folder exists, through a symlink
+in a temporary folder, so nothing is ever written into ../shared. Without it
+`keras.datasets` downloads MNIST as it does for any user.
+"""
+
+import datetime
+import json
+import os
+import pathlib
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+BENCH = pathlib.Path(__file__).resolve().parent
+REPO = BENCH.parent
+SHARED_DATASETS = pathlib.Path(
+    os.environ.get("KERAS_VAE_SHARED_DATASETS", REPO.parent / "shared" / "datasets")
+)
+
+
+def seed_keras_home():
+    """Points KERAS_HOME at a temporary folder whose datasets/ links to ../shared/datasets."""
+    if "KERAS_HOME" in os.environ or not (SHARED_DATASETS / "mnist.npz").is_file():
+        return os.environ.get("KERAS_HOME")
+    home = pathlib.Path(tempfile.mkdtemp(prefix="keras_vae_bench_home_"))
+    (home / "datasets").symlink_to(SHARED_DATASETS, target_is_directory=True)
+    os.environ["KERAS_HOME"] = str(home)
+    return str(home)
+
+
+def setup_environment(device="cpu", threads=None):
+    """Environment variables that must be set before TF / torch are imported."""
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # the same code, pinned to the CPU
+    seed_keras_home()
+
+
+def keras_settings(args):
+    """(jit_compile, steps_per_execution) for parts that do not measure them.
+
+    --jit / --steps-per-execution when given; else XLA only on a GPU (what part 1
+    measured best on CPU, and Keras's own 'auto') and 50 steps per execution.
+    """
+    jit = args.jit if args.jit is not None else args.device == "gpu"
+    return bool(jit), int(args.steps_per_execution or 50)
+
+
+# --------------------------------------------------------------------------- data
+
+
+def load_mnist():
+    """MNIST intensities in [0, 1], float32, (x_train [60000, 28, 28, 1], x_test [10000, ...])."""
+    import keras
+    import numpy as np
+
+    (x_train, _), (x_test, _) = keras.datasets.mnist.load_data()
+    x_train = (x_train[..., None] / 255.0).astype(np.float32)
+    x_test = (x_test[..., None] / 255.0).astype(np.float32)
+    return x_train, x_test
+
+
+def binarize(x, seed):
+    """One Bernoulli draw per pixel with p = intensity (the 'dynamic' binarisation)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return (rng.random(x.shape, dtype=np.float32) < x).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- machine
+
+
+def _read(path):
+    try:
+        return pathlib.Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def machine_info():
+    cpuinfo = _read("/proc/cpuinfo")
+    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
+                  if line.startswith("model name")), platform.processor())
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines()
+                  if line.startswith("flags")), [])
+    meminfo = _read("/proc/meminfo")
+    mem_kb = next((int(line.split()[1]) for line in meminfo.splitlines()
+                   if line.startswith("MemTotal")), 0)
+    gpu = None
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10)
+        if out.returncode == 0:
+            gpu = out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {
+        "cpu_model": model,
+        "cores": os.cpu_count(),
+        "cpu_flags_simd": sorted(f for f in flags if f.startswith(("avx", "fma", "amx", "sse4"))),
+        "memory_gib": round(mem_kb / 2**20, 1),
+        "gpu": gpu,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
+def versions():
+    import importlib.metadata as md
+
+    out = {}
+    for name in ("tensorflow", "keras", "tensorflow-probability", "numpy", "torch",
+                 "onnxruntime", "onnx", "tf2onnx", "ai-edge-litert", "keras-vae"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def load_average():
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def now_utc():
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def peak_rss_mib():
+    """Peak resident set size of this process so far, MiB (Linux: ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def median(values):
+    return statistics.median(values) if values else float("nan")
+
+
+def percentile(values, q):
+    import numpy as np
+
+    return float(np.percentile(np.asarray(values, dtype=np.float64), q))
+
+
+def interleave(fns, rounds):
+    """Runs fns[0], fns[1], ..., fns[0], fns[1], ... `rounds` times; returns [rounds][len(fns)]."""
+    results = []
+    for _ in range(rounds):
+        results.append([fn() for fn in fns])
+    return results
+
+
+def ratio_summary(pairs):
+    """pairs: [(a, b), ...] measured back to back. Median of a/b, and its spread."""
+    ratios = [a / b for a, b in pairs]
+    return {
+        "median": round(median(ratios), 3),
+        "min": round(min(ratios), 3),
+        "max": round(max(ratios), 3),
+        "n": len(ratios),
+    }
+
+
+class Timer:
+    def __enter__(self):
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.start
+
+
+def log(*args):
+    print(f"[{time.strftime('%H:%M:%S')}]", *args, flush=True)
+
+
+def write_json(path, obj):
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def python():
+    return sys.executable

@@ -1,0 +1,53 @@
+"""Feeding and timing keras_vae training the way a user would: `model.fit` on a tf.data pipeline."""
+
+import time
+
+from keras_vae._backend import keras, tf
+
+
+_TABLES = {}
+
+
+def index_dataset(x, batch_size, dynamic=False, seed=0):
+    """Shuffled batches of x (shuffled indices, gathered from one in-graph copy of x), repeated.
+
+    dynamic=True binarises each batch afresh (a Bernoulli draw per pixel with p = x:
+    the dynamic binarisation of Burda et al.); otherwise x is used as given.
+    The PyTorch reference does the same: randperm, index, optional bernoulli.
+    """
+    n = int(x.shape[0])
+    if id(x) not in _TABLES:  # one in-graph copy of x however many pipelines read it
+        _TABLES[id(x)] = (x, tf.constant(x))
+    table = _TABLES[id(x)][1]
+    ds = tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=True)
+    if dynamic:
+        def gather(i):
+            p = tf.gather(table, i)
+            return tf.cast(tf.random.uniform(tf.shape(p)) < p, tf.float32)
+    else:
+        def gather(i):
+            return tf.gather(table, i)
+    return ds.map(gather, num_parallel_calls=1).repeat().prefetch(2)
+
+
+def compile_model(model, lr=1e-3, jit_compile=True, steps_per_execution=1, epsilon=1e-7):
+    model.compile(optimizer=keras.optimizers.Adam(lr, epsilon=epsilon), jit_compile=jit_compile,
+                  steps_per_execution=steps_per_execution)
+    return model
+
+
+LAST_CPU_SECONDS = [0.0]
+
+
+def fit_steps(model, ds, steps):
+    """Runs `steps` optimizer steps through model.fit; returns the wall seconds of the call.
+
+    The process CPU time of the call (all threads) is left in LAST_CPU_SECONDS[0].
+    """
+    cpu = time.process_time()
+    start = time.perf_counter()
+    model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
+    wall = time.perf_counter() - start
+    LAST_CPU_SECONDS[0] = time.process_time() - cpu
+    return wall

@@ -1,0 +1,101 @@
+"""Part 3, evaluation: MNIST test log-likelihood with k = 5000 (Burda et al.): wall time, peak RSS.
+
+The model is the IWAE paper's net, briefly trained (the time of the estimate does
+not depend on the weights). The test set is binarised once with keras_vae.data's
+fixed seed. `keras_vae.evaluation.log_likelihood(model, x, k=5000)` runs with its
+defaults (batch_size=20, chunk_size=500) on the first N test images (N = 10,000
+unless --eval-examples says otherwise; the extrapolation to 10,000 is stated).
+Peak RSS: the process's (ru_maxrss, which includes TF's runtime and the short
+training) and the peak sampled every 20 ms during the estimate itself.
+"""
+
+import threading
+import time
+
+import common
+
+K = 5000
+FULL = 10000
+
+
+def _rss_mib():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+class RssSampler:
+    def __init__(self, period=0.02):
+        self.period, self.peak, self._stop = period, _rss_mib(), threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self):
+        while not self._stop.wait(self.period):
+            self.peak = max(self.peak, _rss_mib())
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss_mib())
+
+
+def run(args):
+    import kfit
+    import models
+    from keras_vae import data, evaluation
+
+    n = args.eval_examples or (200 if args.quick else FULL)
+    x_train, x_test = common.load_mnist()
+    model = models.iwae_net(models.make_objective("elbo", 1), seed=0)
+    model.initialize_output_bias(x_train)
+    jit, spe = common.keras_settings(args)
+    kfit.compile_model(model, jit_compile=jit, steps_per_execution=spe)
+    train_steps = 200 if args.quick else 1000
+    kfit.fit_steps(model, kfit.index_dataset(x_train, 100, dynamic=True), train_steps)
+    x = data.binarize(x_test[:n])
+
+    # warm-up: trace the chunk function (its own tf.function, traced per call of log_likelihood)
+    evaluation.log_likelihood(model, x[:20], k=500)
+    rss_before = _rss_mib()
+    with RssSampler() as sampler:
+        start = time.perf_counter()
+        ll = evaluation.log_likelihood(model, x, k=K)
+        seconds = time.perf_counter() - start
+    per_s = n / seconds
+    out = {
+        "protocol": {"k": K, "examples": n, "batch_size": 20, "chunk_size": 500,
+                     "model": "IWAE net (784-200-200-50 tanh) after "
+                              f"{train_steps} ELBO steps of batch 100",
+                     "test_binarisation": "keras_vae.data.binarize (fixed seed)"},
+        "examples": n,
+        "wall_s": round(seconds, 1),
+        "images_per_s": round(per_s, 2),
+        "extrapolated_10000_s": round(FULL / per_s, 1),
+        "measured_full": n >= FULL,
+        "nll_nats": round(ll.nll, 3),
+        "nll_standard_error": round(ll.standard_error, 3),
+        "rss_before_mib": round(rss_before, 1),
+        "peak_rss_during_mib": round(sampler.peak, 1),
+        "process_peak_rss_mib": round(common.peak_rss_mib(), 1),
+    }
+    common.log(f"eval: {out}")
+    return out
+
+
+def rows(result):
+    t = result["extrapolated_10000_s"]
+    how = "measured" if result["measured_full"] else f"extrapolated from {result['examples']}"
+    peak = result["process_peak_rss_mib"]
+    return [
+        (f"NLL k=5000, 10,000 test images: wall ({how})", f"{t / 60:.1f} min",
+         f"{result['images_per_s']} img/s", "", "<= 10 min", t <= 600),
+        ("NLL k=5000: peak RSS (process)", f"{peak / 1024:.2f} GiB",
+         f"{result['peak_rss_during_mib'] / 1024:.2f} GiB during the estimate", "", "<= 2 GiB",
+         peak <= 2048),
+    ]

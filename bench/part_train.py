@@ -1,0 +1,340 @@
+"""Part 1, training throughput: keras_vae against a PyTorch reference loop of the same nets.
+
+(a) Choose keras_vae's settings by measurement: jit_compile in {True, False} x
+    steps_per_execution in {1, 10, 50}, seed MLP, interleaved rounds; and
+    PyTorch's thread count in {1, cores}.
+(b) Seed MLP 784-200-10, batch 128, statically binarised MNIST, Adam(1e-3):
+    keras_vae (best settings) vs PyTorch, A/B/A/B, median of the per-round ratios.
+(c) The IWAE paper's net (784-200-200-50, tanh), IWAE_k at k = 1, 5, 50, batch 20
+    (the paper's): keras_vae (jit on and off) vs PyTorch IWAE, interleaved.
+(d) IWAE k = 50 against the compute-bound ideal: one compiled loop (XLA or not,
+    the faster) doing the encoder's forward+backward on B rows, the decoder's
+    forward+backward on k*B rows (the decoder "k times", batched) with the
+    Bernoulli log-likelihood of its outputs, and the Adam update, nothing else;
+    the ratio keras_vae step / ideal step. The same without the likelihood
+    (matmuls, tanh and Adam only) is reported beside it.
+"""
+
+import time
+
+import common
+import numpy as np
+
+SEED_BATCH = 128
+IWAE_BATCH = 20
+IWAE_KS = (1, 5, 50)
+
+
+def plan(quick):
+    if quick:
+        return {"sweep_rounds": 1, "rounds": 2, "seed_steps": 100,
+                "iwae_steps": {1: 200, 5: 100, 50: 50}, "ideal_reps": 20}
+    return {"sweep_rounds": 2, "rounds": 4, "seed_steps": 300,
+            "iwae_steps": {1: 600, 5: 300, 50: 60}, "ideal_reps": 50}
+
+
+# --------------------------------------------------------------------------- torch side
+
+
+class TorchRunner:
+    def __init__(self, device, precision, hidden, latent, activation, x, kind, k, batch,
+                 seed=0, lr=1e-3):
+        import torch
+        import torch_reference as tr
+
+        self.torch, self.tr = torch, tr
+        torch.manual_seed(seed)
+        self.device = torch.device("cuda" if device == "gpu" else "cpu")
+        self.model = tr.TorchVAE(hidden, latent, activation).to(self.device)
+        self.model.initialize_output_bias(x)
+        self.opt = tr.make_optimizer(self.model, lr=lr)
+        self.x = torch.from_numpy(x.reshape(len(x), -1)).to(self.device)
+        self.kind, self.k, self.batch = kind, k, batch
+        self.autocast = None
+        if precision != "float32":
+            dtype = torch.float16 if precision == "mixed_float16" else torch.bfloat16
+            self.autocast = (self.device.type, dtype)
+
+    def trial(self, steps):
+        """Examples per second over `steps` steps (data shuffling and indexing included)."""
+        torch = self.torch
+        import contextlib
+
+        ctx = (torch.autocast(self.autocast[0], dtype=self.autocast[1]) if self.autocast
+               else contextlib.nullcontext())
+        with ctx:
+            cpu = time.process_time()
+            start = time.perf_counter()
+            done = 0
+            while done < steps:
+                s, _ = self.tr.train_epoch(self.model, self.opt, self.x, self.batch, self.k,
+                                           self.kind, max_steps=steps - done)
+                done += s
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
+            seconds = time.perf_counter() - start
+            self.cpu_per_example = (time.process_time() - cpu) / (steps * self.batch)
+        return steps * self.batch / seconds
+
+
+def choose_torch_threads(make_runner, steps, rounds):
+    import os
+
+    import torch
+
+    options = sorted({1, os.cpu_count() or 1})
+    runner = make_runner()
+    runner.trial(max(10, steps // 10))  # warm-up
+    speeds = {n: [] for n in options}
+    for _ in range(rounds):
+        for n in options:
+            torch.set_num_threads(n)
+            speeds[n].append(runner.trial(steps))
+    best = max(options, key=lambda n: common.median(speeds[n]))
+    torch.set_num_threads(best)
+    return best, {str(n): round(common.median(v), 1) for n, v in speeds.items()}
+
+
+# --------------------------------------------------------------------------- keras side
+
+
+class KerasRunner:
+    def __init__(self, build, x, batch, jit_compile, steps_per_execution, lr=1e-3):
+        import kfit
+
+        self.kfit = kfit
+        self.model = build()
+        self.model.initialize_output_bias(x)
+        kfit.compile_model(self.model, lr, jit_compile, steps_per_execution)
+        self.ds = kfit.index_dataset(x, batch)
+        self.batch = batch
+        self.spe = steps_per_execution
+        self.label = f"jit={jit_compile},spe={steps_per_execution}"
+
+    def warm(self):
+        start = time.perf_counter()
+        self.kfit.fit_steps(self.model, self.ds, self.spe * 2)
+        return time.perf_counter() - start
+
+    def trial(self, steps):
+        steps = max(self.spe, steps - steps % self.spe)
+        wall = self.kfit.fit_steps(self.model, self.ds, steps)
+        self.cpu_per_example = self.kfit.LAST_CPU_SECONDS[0] / (steps * self.batch)
+        return steps * self.batch / wall
+
+
+def ideal_step_seconds(model, batch, k, reps, jit_compile=True, likelihood=True, seed=0):
+    """Seconds of the compute-bound ideal step (see the module docstring).
+
+    One compiled loop of `reps` iterations, each: the encoder and posterior head
+    forward and backward on B rows; the decoder forward and backward on k*B rows;
+    with likelihood=True the Bernoulli log-likelihood of those k*B outputs (the
+    closed form, -sigmoid cross-entropy: one exp and one log1p per pixel) as the
+    decoder's loss, else a fixed random weighting of the logits (matmuls only);
+    Adam's elementwise update of every weight. No sampling, prior, posterior
+    density, log-mean-exp, metrics or Keras loop. Upstream gradients are dense
+    random tensors (a constant upstream gradient would let XLA turn the weight
+    gradients into reductions).
+    """
+    from keras_vae._backend import tf
+
+    enc_layers = [model.encoder, model.posterior]
+    enc_vars = [v for layer in enc_layers for v in layer.trainable_variables]
+    dec_vars = list(model.decoder.trainable_variables)
+    all_vars = enc_vars + dec_vars
+    rng = np.random.default_rng(seed)
+    d = model.latent_dim
+    x_np = (rng.random((batch,) + model.event_shape) < 0.13).astype("float32")
+    x = tf.constant(x_np)
+    xk = tf.constant(np.tile(x_np, (k,) + (1,) * len(model.event_shape)))
+    z = tf.constant(rng.standard_normal((k * batch, d)).astype("float32"))
+    r_enc = tf.constant(rng.standard_normal((batch, d)).astype("float32"))
+    r_dec = tf.constant(rng.standard_normal((k * batch,) + model.event_shape).astype("float32"))
+
+    @tf.function(jit_compile=jit_compile)
+    def loop(x, z):
+        m0 = [tf.zeros_like(v) for v in all_vars]
+
+        def body(i, acc, ms, vs):
+            with tf.GradientTape() as tape:
+                loc, scale = model.posterior(model.encoder(x + acc * 1e-30))
+                logits = model.decoder(z + acc * 1e-30)
+                loss = tf.reduce_sum(loc * r_enc) + tf.reduce_sum(scale * r_enc)
+                if likelihood:
+                    loss += tf.reduce_sum(
+                        tf.nn.sigmoid_cross_entropy_with_logits(labels=xk, logits=logits))
+                else:
+                    loss += tf.reduce_sum(logits * r_dec)
+            grads = tape.gradient(loss, all_vars)
+            new_ms, new_vs, total = [], [], 0.0
+            for g, m, v in zip(grads, ms, vs):  # Adam's elementwise work on every weight
+                m = 0.9 * m + 0.1 * g
+                v = 0.999 * v + 0.001 * tf.square(g)
+                total += tf.reduce_sum(m / (tf.sqrt(v) + 1e-7))
+                new_ms.append(m)
+                new_vs.append(v)
+            return i + 1, acc + total * 1e-30, new_ms, new_vs
+
+        _, acc, _, _ = tf.while_loop(lambda i, *_: i < reps, body,
+                                     (tf.constant(0), tf.constant(0.0), m0, list(m0)))
+        return acc
+
+    loop(x, z).numpy()  # compile
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        loop(x, z).numpy()
+        times.append((time.perf_counter() - start) / reps)
+    return min(times)
+
+
+# --------------------------------------------------------------------------- the part
+
+
+def run(args):
+    import models
+    from keras_vae._backend import keras
+
+    p = plan(args.quick)
+    x_train, _ = common.load_mnist()
+    x = common.binarize(x_train, seed=0)  # static binarisation for throughput
+    out = {"protocol": {
+        "data": "MNIST train (60,000), binarised once (Bernoulli, seed 0); tf.data / torch "
+                "index shuffling each epoch",
+        "optimizer": "Adam(lr=1e-3, epsilon=1e-7) in both",
+        "trial": "wall time of model.fit(steps_per_epoch=S) after warm-up vs the same S "
+                 "steps of the PyTorch loop; ratios per round, median over rounds",
+        **{k: v for k, v in p.items()},
+    }}
+
+    # (a) PyTorch threads, then keras_vae settings
+    seed_torch = lambda: TorchRunner(args.device, args.precision, (200,), 10, "relu", x,
+                                     "elbo", 1, SEED_BATCH)
+    threads, per_threads = choose_torch_threads(seed_torch, p["seed_steps"],
+                                                max(1, p["sweep_rounds"]))
+    out["torch_threads"] = {"chosen": threads, "examples_per_s": per_threads}
+    common.log(f"torch threads: {per_threads} -> {threads}")
+
+    if args.jit is not None or args.steps_per_execution is not None:
+        configs = [(args.jit if args.jit is not None else True,
+                    args.steps_per_execution or 1)]
+    else:
+        configs = [(jit, spe) for jit in (True, False) for spe in (1, 10, 50)]
+    runners = []
+    for jit, spe in configs:
+        r = KerasRunner(lambda: models.seed_mlp(), x, SEED_BATCH, jit, spe)
+        r.compile_seconds = round(r.warm(), 2)
+        runners.append(r)
+    speeds = {r.label: [] for r in runners}
+    for i in range(p["sweep_rounds"]):
+        for r in (runners if i % 2 == 0 else runners[::-1]):
+            speeds[r.label].append(r.trial(p["seed_steps"]))
+    sweep = {r.label: {"examples_per_s": round(common.median(speeds[r.label]), 1),
+                       "first_call_s": r.compile_seconds} for r in runners}
+    best = max(runners, key=lambda r: common.median(speeds[r.label]))
+    out["keras_settings_sweep"] = sweep
+    out["keras_best"] = {"jit_compile": best.label.split(",")[0].split("=")[1] == "True",
+                         "steps_per_execution": best.spe}
+    common.log(f"keras sweep: {sweep} -> {best.label}")
+
+    # (b) seed MLP: keras best vs torch, A/B/A/B
+    t_runner = seed_torch()
+    t_runner.trial(max(10, p["seed_steps"] // 10))
+    pairs, cpu_pairs = [], []
+    for r in range(p["rounds"]):
+        if r % 2 == 0:  # A B, then B A: no contender always goes first
+            a = best.trial(p["seed_steps"])
+            b = t_runner.trial(p["seed_steps"])
+        else:
+            b = t_runner.trial(p["seed_steps"])
+            a = best.trial(p["seed_steps"])
+        pairs.append((a, b))
+        cpu_pairs.append((t_runner.cpu_per_example, best.cpu_per_example))
+    out["seed_mlp"] = {
+        "keras_examples_per_s": round(common.median([a for a, _ in pairs]), 1),
+        "torch_examples_per_s": round(common.median([b for _, b in pairs]), 1),
+        "ratio": common.ratio_summary(pairs),
+        "ratio_by_cpu_time": common.ratio_summary(cpu_pairs),
+        "keras_settings": best.label,
+    }
+    common.log(f"seed MLP: {out['seed_mlp']}")
+    del runners
+
+    # (c) IWAE net, k = 1, 5, 50; (d) the ideal step
+    spe = best.spe
+    iwae = {}
+    for k in IWAE_KS:
+        steps = p["iwae_steps"][k]
+        spe_k = min(spe, steps)
+        build = lambda: models.iwae_net(models.make_objective("iwae", k))
+        kr = {jit: KerasRunner(build, x, IWAE_BATCH, jit, spe_k) for jit in (True, False)}
+        for r in kr.values():
+            r.warm()
+        tr_ = TorchRunner(args.device, args.precision, (200, 200), 50, "tanh", x, "iwae", k,
+                          IWAE_BATCH)
+        tr_.trial(max(5, steps // 10))
+        rows, cpu_rows = [], []
+        for r in range(p["rounds"]):
+            order = [0, 1, 2] if r % 2 == 0 else [2, 1, 0]
+            fns = (lambda: kr[True].trial(steps), lambda: kr[False].trial(steps),
+                   lambda: tr_.trial(steps))
+            got = {i: fns[i]() for i in order}
+            rows.append((got[0], got[1], got[2]))
+            cpu_rows.append((kr[True].cpu_per_example, kr[False].cpu_per_example,
+                             tr_.cpu_per_example))
+        best_jit = max((True, False), key=lambda j: common.median([r[0 if j else 1] for r in rows]))
+        col = 0 if best_jit else 1
+        entry = {
+            "keras_jit_examples_per_s": round(common.median([r[0] for r in rows]), 1),
+            "keras_nojit_examples_per_s": round(common.median([r[1] for r in rows]), 1),
+            "torch_examples_per_s": round(common.median([r[2] for r in rows]), 1),
+            "keras_best_jit": best_jit,
+            "ratio": common.ratio_summary([(r[col], r[2]) for r in rows]),
+            "ratio_by_cpu_time": common.ratio_summary([(r[2], r[col]) for r in cpu_rows]),
+            "steps_per_execution": spe_k,
+        }
+        if k == max(IWAE_KS):
+            model = kr[best_jit].model
+            reps = max(3, p["ideal_reps"] // k)
+            ideal = min(ideal_step_seconds(model, IWAE_BATCH, k, reps, True),
+                        ideal_step_seconds(model, IWAE_BATCH, k, reps, False))
+            matmul_only = min(
+                ideal_step_seconds(model, IWAE_BATCH, k, reps, True, likelihood=False),
+                ideal_step_seconds(model, IWAE_BATCH, k, reps, False, likelihood=False))
+            step = IWAE_BATCH / entry["keras_jit_examples_per_s" if best_jit
+                                      else "keras_nojit_examples_per_s"]
+            entry["ideal_step_ms"] = round(ideal * 1e3, 3)
+            entry["ideal_matmul_only_step_ms"] = round(matmul_only * 1e3, 3)
+            entry["keras_step_ms"] = round(step * 1e3, 3)
+            entry["step_over_ideal"] = round(step / ideal, 3)
+            entry["torch_step_over_ideal"] = round(IWAE_BATCH / entry["torch_examples_per_s"]
+                                                   / ideal, 3)
+        iwae[f"k={k}"] = entry
+        common.log(f"IWAE k={k}: {entry}")
+        keras.backend.clear_session()
+    out["iwae_net"] = iwae
+    out["recommended_default"] = {
+        "jit_compile": out["keras_best"]["jit_compile"],
+        "steps_per_execution": out["keras_best"]["steps_per_execution"],
+    }
+    return out
+
+
+def rows(result):
+    """Table rows: (benchmark, keras_vae, reference, ratio, target, met)."""
+    out = []
+    s = result["seed_mlp"]
+    out.append(("train seed MLP 784-200-10, batch 128 (ex/s)", s["keras_examples_per_s"],
+                s["torch_examples_per_s"], s["ratio"]["median"], ">= 1.5x PyTorch",
+                s["ratio"]["median"] >= 1.5))
+    for key, e in result["iwae_net"].items():
+        kv = max(e["keras_jit_examples_per_s"], e["keras_nojit_examples_per_s"])
+        out.append((f"train IWAE net {key}, batch 20 (ex/s)", kv, e["torch_examples_per_s"],
+                    e["ratio"]["median"], ">= 1.5x PyTorch", e["ratio"]["median"] >= 1.5))
+        if "step_over_ideal" in e and key == f"k={max(IWAE_KS)}":
+            out.append((f"IWAE {key} step / compute-bound ideal", f"{e['keras_step_ms']} ms",
+                        f"ideal {e['ideal_step_ms']} ms (matmuls only "
+                        f"{e['ideal_matmul_only_step_ms']} ms); PyTorch "
+                        f"{e['torch_step_over_ideal']}x", e["step_over_ideal"], "<= 1.2x",
+                        e["step_over_ideal"] <= 1.2))
+    return out
