@@ -1037,11 +1037,24 @@ def _restore_point(model, backup_dir):
 
 def train(options, command="train"):
     """Trains a run as `options` says; returns a dict of what it wrote."""
-    _check_train_options({**TRAIN_DEFAULTS, **options}, options)
+    merged = {**TRAIN_DEFAULTS, **options}
+    _check_train_options(merged, options)
+    chief = merged["strategy"] != "multiworker" or _is_chief()
+    scratch = None
+    if not chief:
+        # Only the chief writes the run folder; the other workers of a multi-worker run
+        # work in a scratch copy (read from the shared folder when resuming).
+        scratch = pathlib.Path(tempfile.mkdtemp(prefix="keras_vae_worker_"))
+        target = pathlib.Path(options.get("out") or _default_out(command))
+        if options.get("resume") and target.is_dir():
+            shutil.copytree(target, scratch / "run")
+        options = {**options, "out": str(scratch / "run"), "overwrite": False}
     run_dir, options, resuming = prepare_run_dir(options, command)
     _check_train_options(options, options)
     check_data_name(options["data"])
     started = time.time()
+    if options["data"] not in DATA_NAMES and not resuming:  # a path: keep it absolute
+        options["data"] = str(pathlib.Path(options["data"]).expanduser().resolve())
     if options["seed"] is None:
         options["seed"] = int.from_bytes(os.urandom(3), "little")
     seed = int(options["seed"])
@@ -1068,9 +1081,6 @@ def train(options, command="train"):
         raise UsageError(f"the training set has {len(x_train)} examples, fewer than "
                          f"--batch-size {options['batch_size']}")
 
-    chief = options["strategy"] != "multiworker" or _is_chief()
-    if not chief:  # other workers write into a scratch folder
-        run_dir = pathlib.Path(tempfile.mkdtemp(prefix="keras_vae_worker_"))
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resuming:
         config = {
@@ -1154,7 +1164,7 @@ def train(options, command="train"):
     nonfinite = int(model.nonfinite_steps.numpy())
     stopped_early = epochs_done < epochs
     pictures = {}
-    if options.get("pictures", True):
+    if options.get("pictures", True) and chief:
         pictures = write_pictures(model, x_val, y_val, read_history(run_dir),
                                   run_dir / "pictures", seed)
     shutil.rmtree(run_dir / "backup", ignore_errors=True)
@@ -1162,8 +1172,8 @@ def train(options, command="train"):
     _write_state(run_dir, status=status, epochs_done=epochs_done, epochs=epochs,
                  stopped_early=stopped_early, nonfinite_steps=nonfinite,
                  train_seconds=round(time.time() - started, 1))
-    if not chief:
-        shutil.rmtree(run_dir, ignore_errors=True)
+    if scratch is not None:
+        shutil.rmtree(scratch, ignore_errors=True)
     last = history_rows.get(max(history_rows)) if history_rows else {}
     _say(f"keras-vae: trained {epochs_done}/{epochs} epochs in {time.time() - started:.0f} s"
          + (f"; final loss {last.get('loss'):.3f}, val_loss {last.get('val_loss', float('nan')):.3f}"

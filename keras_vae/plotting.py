@@ -269,6 +269,8 @@ def latent_scatter(z, labels=None, path=None, size=(520, 440), title=None, point
     if title is None:
         title = f"latent means (d={d})" if d <= 2 else f"latent means, PCA of d={d}"
     axes.frame(title=title, xlabel="z1" if d <= 2 else "PC 1")
+    draw.text((box[0] - 50, box[1] - 16), "z2" if d == 2 else ("PC 2" if d > 2 else ""),
+              fill=TEXT_COLOR, font=font)
     if labels is not None:
         labels = np.asarray(labels).reshape(-1)[finite]
         classes = sorted(set(labels.tolist()))
