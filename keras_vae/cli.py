@@ -187,7 +187,8 @@ def _add_train_options(parser, defaults, demo=False):
     data = parser.add_argument_group("data")
     data.add_argument("--data", metavar="NAME|PATH",
                       help=h("embedded (a small MNIST subset shipped in the package: offline), "
-                             "mnist, fashion_mnist, or a .npy/.npz file or image folder", "data"))
+                             "mnist, fashion_mnist, or a .npy/.npz file or image folder (without "
+                             "a test part, its last 10%% are the test set)", "data"))
     data.add_argument("--binarization", choices=("auto", "dynamic", "static", "none"),
                       help=h("auto: dynamic for a (continuous) Bernoulli likelihood "
                              "(a fresh Bernoulli draw each epoch), else none; the test set is "
@@ -664,7 +665,9 @@ def load_run_data(options):
     try:
         ds = data_lib.load(options["data"],
                            binarization=None if binarization == "none" else binarization,
-                           seed=int(options["seed"] or 0), likelihood=options["likelihood"])
+                           seed=int(options["seed"] or 0), likelihood=options["likelihood"],
+                           # user data without a test part: its last 10% become the test set
+                           test_fraction=0.0 if options["data"] in DATA_NAMES else 0.1)
     except (FileNotFoundError, ValueError, TypeError) as error:
         raise UsageError(f"cannot load data set {options['data']}: {_first_line(error)}") \
             from error
@@ -675,10 +678,8 @@ def load_run_data(options):
     if options.get("train_examples"):
         x_train = x_train[: options["train_examples"]]
     x_val, y_val = ds.x_test, ds.y_test
-    if len(x_val) == 0:  # user data without a test part: hold out up to 10% of the training set
-        hold = max(1, min(1000, len(x_train) // 10))
-        x_val, x_train = x_train[-hold:], x_train[:-hold]
-        y_val = None if ds.y_train is None else ds.y_train[len(x_train):len(x_train) + hold]
+    if len(x_val) == 0:
+        raise UsageError(f"{options['data']} has no test examples (too few examples?)")
     n_val = options.get("test_examples") or len(x_val)
     x_val = x_val[:n_val]
     y_val = None if y_val is None else y_val[:n_val]
