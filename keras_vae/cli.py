@@ -97,7 +97,7 @@ DEMO_TRAIN = {
     "latent_dim": 16,
     "objective": "iwae",
     "k": 5,
-    "epochs": 12,
+    "epochs": 15,
     "batch_size": 100,
     "learning_rate": 1e-3,
     "seed": 0,
@@ -1176,9 +1176,12 @@ def train(options, command="train"):
     if scratch is not None:
         shutil.rmtree(scratch, ignore_errors=True)
     last = history_rows.get(max(history_rows)) if history_rows else {}
+    summary = ""
+    if last:
+        summary = (f"; final loss {last.get('loss'):.3f}, "
+                   f"val_loss {last.get('val_loss', float('nan')):.3f}")
     _say(f"keras-vae: trained {epochs_done}/{epochs} epochs in {time.time() - started:.0f} s"
-         + (f"; final loss {last.get('loss'):.3f}, val_loss {last.get('val_loss', float('nan')):.3f}"
-            if last else ""))
+         + summary)
     if nonfinite:
         raise CLIError(f"training stopped at a non-finite loss (weights of the last finite step "
                        f"saved in {model_path}); lower --learning-rate or check the data")

@@ -15,7 +15,6 @@ more than it saves on 18 steps).
 """
 
 import json
-import os
 import pathlib
 import shutil
 import signal
@@ -229,8 +228,8 @@ def _wait_for_checkpoint(run, proc, timeout=TIMEOUT):
 
 def _start(run, *extra):
     return subprocess.Popen([sys.executable, "-m", "keras_vae", "train", "--out", str(run),
-                             *TINY, *map(str, extra)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                             *TINY, *map(str, extra)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def test_killed_run_resumes_to_the_same_loss(run_dir, tmp_path):
