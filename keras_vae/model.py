@@ -216,7 +216,7 @@ class VAE(keras.Model):
         z = loc + scale * eps  # the reparameterisation trick (Kingma & Welling, 2014)
         p_z = self.prior_distribution()
         p_x = self.decode(z, training=training)
-        log_likelihood = _log_prob(p_x, x)
+        log_likelihood = p_x.log_prob(x)
         log_prior = p_z.log_prob(z)
         log_posterior = q.log_prob(z)
         log_posterior_stopped = None
@@ -507,26 +507,6 @@ class VAE(keras.Model):
 def _apply(optimizer, grads, variables):
     optimizer.apply(grads, variables)
     return tf.constant(True)
-
-
-def _log_prob(distribution, x):
-    """`distribution.log_prob(x)`, by a cheaper equal formula for Independent(Bernoulli(logits)).
-
-    TFP's Bernoulli.log_prob evaluates two softplus and two multiply_no_nan per
-    pixel; x * l - softplus(l) (one softplus, x broadcast) is the same function of
-    finite logits l, (1 - x) log(1 - p) + x log p, at about half the cost forward
-    and backward on CPU (bench/, part tfp). Any other distribution goes through
-    its own log_prob.
-    """
-    inner = getattr(distribution, "distribution", None)
-    ndims = tf.get_static_value(getattr(distribution, "reinterpreted_batch_ndims", None))
-    if (type(distribution) is tfd.Independent and type(inner) is tfd.Bernoulli
-            and inner.logits is not None and ndims is not None):
-        logits = tf.convert_to_tensor(inner.logits)
-        x = tf.cast(x, logits.dtype)
-        return tf.reduce_sum(logits * x - tf.math.softplus(logits),
-                             axis=list(range(-int(ndims), 0)))
-    return distribution.log_prob(x)
 
 
 def _features(data):
