@@ -39,6 +39,7 @@ import zipfile
 import numpy as np
 
 from keras_vae._backend import keras, tf
+from keras_vae.likelihoods import check_finite
 
 #: Names `load` accepts besides a path.
 NAMES = ("embedded", "mnist", "fashion_mnist")
@@ -470,14 +471,7 @@ def _check_values(x, name, likelihood):
                 "pixels (or 0/1)."
             )
         return x.astype("float32") / (255.0 if high > 1 else 1.0)
-    bad = ~np.isfinite(x)  # before the cast: float64 values beyond float32 are an error too
-    if bad.any():
-        first = tuple(int(i) for i in np.argwhere(bad)[0])
-        kind = "NaN" if np.isnan(x[first]) else "Inf"
-        raise ValueError(
-            f"{name} contains {int(bad.sum())} non-finite values (NaN or Inf); the first "
-            f"is {kind} at index {first}."
-        )
+    check_finite(x, name)  # before the cast: float64 values beyond float32 are an error too
     if np.abs(x).max() > np.finfo("float32").max:
         raise ValueError(f"{name} has values beyond the float32 range (max |x| {np.abs(x).max()!r}).")
     x = x.astype("float32")
