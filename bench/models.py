@@ -4,7 +4,7 @@ import math
 
 import keras_vae
 from keras_vae import networks, objectives
-from keras_vae._backend import keras, tf
+from keras_vae._backend import keras, tf, tfd
 
 EVENT_SHAPE = (28, 28, 1)
 LOG_2PI = math.log(2.0 * math.pi)
@@ -56,10 +56,7 @@ class ClosedFormVAE(keras_vae.VAE):
         z = loc + scale * eps
         logits = self._decoder_outputs(z, training)
         event_axes = list(range(-len(self.event_shape), 0))
-        log_likelihood = -tf.reduce_sum(
-            tf.nn.sigmoid_cross_entropy_with_logits(
-                labels=tf.broadcast_to(x, tf.shape(logits)), logits=logits),
-            axis=event_axes)
+        log_likelihood = tf.reduce_sum(logits * x - tf.math.softplus(logits), axis=event_axes)
         log_prior = -0.5 * tf.reduce_sum(tf.square(z) + LOG_2PI, axis=-1)
         log_scale = tf.math.log(scale)
         log_posterior = tf.reduce_sum(
@@ -69,3 +66,19 @@ class ClosedFormVAE(keras_vae.VAE):
             kl = tf.reduce_sum(0.5 * (tf.square(loc) + tf.square(scale) - 1.0) - log_scale,
                                axis=-1)
         return objectives.Terms(log_likelihood, log_prior, log_posterior, None, kl, None)
+
+
+class _Independent(tfd.Independent):
+    """tfd.Independent under another name: keras_vae's Bernoulli fast path does not apply."""
+
+
+class TFPLogProbVAE(keras_vae.VAE):
+    """keras_vae as it was before its Bernoulli fast path: log p(x|z) by TFP's Bernoulli.log_prob.
+
+    (Two softplus and two multiply_no_nan per pixel; keras_vae.model._log_prob now
+    computes x * l - softplus(l) for Independent(Bernoulli(logits)).)
+    """
+
+    def decode(self, z, training=False):
+        d = super().decode(z, training)
+        return _Independent(d.distribution, reinterpreted_batch_ndims=d.reinterpreted_batch_ndims)

@@ -6,6 +6,8 @@ objective, metrics, optimizer) is shared. First the two are checked to compute t
 same log-weights on the same noise; then their training throughput is compared,
 interleaved (A B B A ...), for the seed MLP (ELBO, analytic KL) and the IWAE net (IWAE k=5,
 where log p(z) and log q(z|x) are evaluated per sample), with XLA on and off.
+At the default XLA setting, keras_vae as it was before its Bernoulli fast path
+(`models.TFPLogProbVAE`: log p(x|z) by TFP's Bernoulli.log_prob) runs beside them.
 Overhead = median over rounds of (closed-form throughput / TFP throughput) - 1
 (wall clock); the same by process CPU time is recorded beside it (steadier when
 the machine is shared).
@@ -21,7 +23,7 @@ CASES = (
 
 
 def plan(quick):
-    return {"rounds": 2 if quick else 4, "steps": 100 if quick else 300}
+    return {"rounds": 2 if quick else 4, "steps": 100 if quick else 250}
 
 
 def run(args):
@@ -33,7 +35,8 @@ def run(args):
     x_train, _ = common.load_mnist()
     x = common.binarize(x_train, seed=0)
     _, spe = common.keras_settings(args)
-    jits = (args.jit,) if args.jit is not None else (True, False)
+    default_jit, _ = common.keras_settings(args)
+    jits = (args.jit,) if args.jit is not None else (default_jit, not default_jit)
     out = {"protocol": {"rounds": p["rounds"], "steps": p["steps"], "steps_per_execution": spe},
            "cases": {}}
     for label, net, kind, k, batch in CASES:
@@ -50,14 +53,17 @@ def run(args):
         case = {"max_abs_diff_log_w": diff, "max_abs_diff_kl": kl_diff}
         for jit in jits:
             runners = {}
-            for name, cls in (("tfp", None), ("closed_form", models.ClosedFormVAE)):
+            variants = [("tfp", None), ("closed_form", models.ClosedFormVAE)]
+            if jit == default_jit:  # and keras_vae before its Bernoulli fast path
+                variants.append(("tfp_bernoulli_log_prob", models.TFPLogProbVAE))
+            for name, cls in variants:
                 m = build(models.make_objective(kind, k), seed=0, cls=cls)
                 m.initialize_output_bias(x)
                 kfit.compile_model(m, jit_compile=jit, steps_per_execution=spe)
                 ds = kfit.index_dataset(x, batch)
                 kfit.fit_steps(m, ds, 2 * spe)  # compile, warm up
                 runners[name] = (m, ds)
-            pairs, cpu_pairs = [], []
+            pairs, cpu_pairs, old_pairs = [], [], []
             for r in range(p["rounds"]):
                 speed, cpu = {}, {}
                 order = list(runners) if r % 2 == 0 else list(runners)[::-1]  # ABBA
@@ -67,6 +73,8 @@ def run(args):
                     cpu[name] = kfit.LAST_CPU_SECONDS[0]
                 pairs.append((speed["closed_form"], speed["tfp"]))
                 cpu_pairs.append((cpu["tfp"], cpu["closed_form"]))
+                if "tfp_bernoulli_log_prob" in speed:
+                    old_pairs.append((speed["closed_form"], speed["tfp_bernoulli_log_prob"]))
             ratio = common.ratio_summary(pairs)
             cpu_ratio = common.ratio_summary(cpu_pairs)
             case[f"jit={jit}"] = {
@@ -77,6 +85,13 @@ def run(args):
                 "overhead_by_cpu_time_pct": round(100 * (cpu_ratio["median"] - 1), 1),
                 "ratio_by_cpu_time": cpu_ratio,
             }
+            if old_pairs:
+                r_old = common.ratio_summary(old_pairs)
+                case[f"jit={jit}"]["before_bernoulli_fast_path"] = {
+                    "examples_per_s": round(common.median([b_ for _, b_ in old_pairs]), 1),
+                    "overhead_pct": round(100 * (r_old["median"] - 1), 1),
+                    "ratio_closed_over_it": r_old,
+                }
             common.log(f"TFP overhead, {label}, jit={jit}: {case[f'jit={jit}']}")
             keras.backend.clear_session()
         out["cases"][label] = case
@@ -92,4 +107,8 @@ def rows(result):
             out.append((f"TFP overhead, {label}, {key} (ex/s)", e["tfp_examples_per_s"],
                         f"{e['closed_form_examples_per_s']} (hand-written)",
                         f"{e['overhead_pct']:+.1f} %", "<= 5 %", e["overhead_pct"] <= 5.0))
+            old = e.get("before_bernoulli_fast_path")
+            if old:
+                out.append((f"... before the Bernoulli fast path in model.py, {key}",
+                            old["examples_per_s"], "", f"{old['overhead_pct']:+.1f} %", "", None))
     return out

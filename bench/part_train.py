@@ -7,6 +7,7 @@
     keras_vae (best settings) vs PyTorch, A/B/A/B, median of the per-round ratios.
 (c) The IWAE paper's net (784-200-200-50, tanh), IWAE_k at k = 1, 5, 50, batch 20
     (the paper's): keras_vae (jit on and off) vs PyTorch IWAE, interleaved.
+(e) Where the seed MLP's step time goes (`step_breakdown`).
 (d) IWAE k = 50 against the compute-bound ideal: one compiled loop (XLA or not,
     the faster) doing the encoder's forward+backward on B rows, the decoder's
     forward+backward on k*B rows (the decoder "k times", batched) with the
@@ -37,50 +38,81 @@ def plan(quick):
 
 
 class TorchRunner:
+    """The PyTorch reference, trained in its own process (bench/torch_worker.py).
+
+    Not in this process: TensorFlow's and PyTorch's thread pools would share the same
+    cores, and PyTorch's OpenMP threads slow down badly when TF's threads are awake.
+    This process waits on a pipe while the worker runs.
+    """
+
+    _worker = None
+    _data_path = None
+
+    @classmethod
+    def _ensure_worker(cls, x):
+        import subprocess
+        import sys
+        import tempfile
+
+        if cls._worker is None or cls._worker.poll() is not None:
+            cls._data_path = tempfile.mktemp(prefix="keras_vae_bench_x_", suffix=".npy")
+            np.save(cls._data_path, (x > 0.5).astype(np.uint8))
+            cls._worker = subprocess.Popen(
+                [sys.executable, str(common.BENCH / "torch_worker.py")],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        return cls._worker
+
+    @classmethod
+    def call(cls, **message):
+        import json
+
+        worker = cls._worker
+        worker.stdin.write(json.dumps(message) + "\n")
+        worker.stdin.flush()
+        line = worker.stdout.readline()
+        if not line:
+            raise RuntimeError("the PyTorch worker died (see its stderr above)")
+        reply = json.loads(line)
+        if "error" in reply:
+            raise RuntimeError(f"PyTorch worker: {reply['error']}")
+        return reply
+
+    @classmethod
+    def close(cls):
+        import os
+
+        if cls._worker is not None:
+            try:
+                cls.call(cmd="quit")
+            except Exception:
+                pass
+            cls._worker.wait(timeout=30)
+            cls._worker = None
+        if cls._data_path and os.path.exists(cls._data_path):
+            os.unlink(cls._data_path)
+
     def __init__(self, device, precision, hidden, latent, activation, x, kind, k, batch,
                  seed=0, lr=1e-3):
-        import torch
-        import torch_reference as tr
-
-        self.torch, self.tr = torch, tr
-        torch.manual_seed(seed)
-        self.device = torch.device("cuda" if device == "gpu" else "cpu")
-        self.model = tr.TorchVAE(hidden, latent, activation).to(self.device)
-        self.model.initialize_output_bias(x)
-        self.opt = tr.make_optimizer(self.model, lr=lr)
-        self.x = torch.from_numpy(x.reshape(len(x), -1)).to(self.device)
-        self.kind, self.k, self.batch = kind, k, batch
-        self.autocast = None
-        if precision != "float32":
-            dtype = torch.float16 if precision == "mixed_float16" else torch.bfloat16
-            self.autocast = (self.device.type, dtype)
+        self._ensure_worker(x)
+        self.batch = batch
+        self.call(cmd="setup", data=self._data_path, device=device, precision=precision,
+                  hidden=list(hidden), latent=latent, activation=activation, kind=kind, k=k,
+                  batch=batch, seed=seed, lr=lr)
+        self.cpu_per_example = float("nan")
 
     def trial(self, steps):
         """Examples per second over `steps` steps (data shuffling and indexing included)."""
-        torch = self.torch
-        import contextlib
+        reply = self.call(cmd="trial", steps=steps)
+        self.cpu_per_example = reply["cpu_per_example"]
+        return reply["examples_per_s"]
 
-        ctx = (torch.autocast(self.autocast[0], dtype=self.autocast[1]) if self.autocast
-               else contextlib.nullcontext())
-        with ctx:
-            cpu = time.process_time()
-            start = time.perf_counter()
-            done = 0
-            while done < steps:
-                s, _ = self.tr.train_epoch(self.model, self.opt, self.x, self.batch, self.k,
-                                           self.kind, max_steps=steps - done)
-                done += s
-            if self.device.type == "cuda":
-                torch.cuda.synchronize()
-            seconds = time.perf_counter() - start
-            self.cpu_per_example = (time.process_time() - cpu) / (steps * self.batch)
-        return steps * self.batch / seconds
+    @classmethod
+    def set_threads(cls, n):
+        cls.call(cmd="threads", n=n)
 
 
 def choose_torch_threads(make_runner, steps, rounds):
     import os
-
-    import torch
 
     options = sorted({1, os.cpu_count() or 1})
     runner = make_runner()
@@ -88,10 +120,10 @@ def choose_torch_threads(make_runner, steps, rounds):
     speeds = {n: [] for n in options}
     for _ in range(rounds):
         for n in options:
-            torch.set_num_threads(n)
+            TorchRunner.set_threads(n)
             speeds[n].append(runner.trial(steps))
     best = max(options, key=lambda n: common.median(speeds[n]))
-    torch.set_num_threads(best)
+    TorchRunner.set_threads(best)
     return best, {str(n): round(common.median(v), 1) for n, v in speeds.items()}
 
 
@@ -188,6 +220,71 @@ def ideal_step_seconds(model, batch, k, reps, jit_compile=True, likelihood=True,
     return min(times)
 
 
+def step_breakdown(runner, x, batch, steps, rounds):
+    """Where a keras_vae step's time goes: ms per step of nested pieces, one compiled loop each.
+
+    ideal       networks forward+backward, Bernoulli log-likelihood, Adam's elementwise work
+    fwd_bwd     compute_terms (sampling, TFP densities, KL) + objective + gradients
+    minimal     fwd_bwd + keras's optimizer.apply
+    train_step  VAE.train_step: + metrics, the non-finite guard, loss scaling
+    fit         model.fit on the tf.data pipeline (the figure of (b))
+    """
+    from keras_vae._backend import tf
+
+    model, jit = runner.model, runner.label.startswith("jit=True")
+    xb = tf.constant(x[:batch])
+    variables = model.trainable_variables
+
+    def loss_and_grads(xb):
+        with tf.GradientTape() as tape:
+            terms = model.compute_terms(xb, training=True)
+            value, _ = model.objective.surrogates(terms)
+            loss = tf.nn.compute_average_loss(-value)
+        return loss, tape.gradient(loss, variables)
+
+    def fwd_bwd(xb):
+        loss, grads = loss_and_grads(xb)
+        return loss + 1e-30 * tf.add_n([tf.reduce_sum(g) for g in grads])
+
+    def minimal(xb):
+        loss, grads = loss_and_grads(xb)
+        model.optimizer.apply(grads, variables)
+        return loss
+
+    def train_step(xb):
+        return model.train_step(xb)["loss"]
+
+    def looped(fn):
+        inner = tf.function(fn, jit_compile=jit)
+
+        @tf.function
+        def run():
+            total = tf.constant(0.0)
+            for _ in tf.range(steps):
+                total += tf.reduce_sum(inner(xb))
+            return total
+
+        return run
+
+    fns = {name: looped(fn) for name, fn in
+           (("fwd_bwd", fwd_bwd), ("minimal", minimal), ("train_step", train_step))}
+    for fn in fns.values():
+        fn()
+    times = {name: [] for name in fns}
+    fit_times = []
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn().numpy()
+            times[name].append((time.perf_counter() - start) / steps)
+        fit_times.append(batch / runner.trial(steps))
+    ideal = min(ideal_step_seconds(model, batch, 1, 50, True),
+                ideal_step_seconds(model, batch, 1, 50, False))
+    out = {"ideal": ideal, **{n: common.median(v) for n, v in times.items()},
+           "fit": common.median(fit_times)}
+    return {k: round(v * 1e3, 3) for k, v in out.items()}
+
+
 # --------------------------------------------------------------------------- the part
 
 
@@ -258,6 +355,15 @@ def run(args):
         "keras_settings": best.label,
     }
     common.log(f"seed MLP: {out['seed_mlp']}")
+    out["seed_mlp"]["torch_step_ms"] = round(SEED_BATCH / out["seed_mlp"]["torch_examples_per_s"]
+                                             * 1e3, 3)
+    try:
+        out["seed_mlp"]["step_breakdown_ms"] = step_breakdown(best, x, SEED_BATCH,
+                                                              p["seed_steps"], 2)
+    except Exception as error:  # a diagnostic: never lose the part for it
+        out["seed_mlp"]["step_breakdown_error"] = repr(error)[:300]
+    common.log(f"seed MLP step breakdown (ms): "
+               f"{out['seed_mlp'].get('step_breakdown_ms', out['seed_mlp'].get('step_breakdown_error'))}")
     del runners
 
     # (c) IWAE net, k = 1, 5, 50; (d) the ideal step
@@ -312,6 +418,7 @@ def run(args):
         iwae[f"k={k}"] = entry
         common.log(f"IWAE k={k}: {entry}")
         keras.backend.clear_session()
+    TorchRunner.close()
     out["iwae_net"] = iwae
     out["recommended_default"] = {
         "jit_compile": out["keras_best"]["jit_compile"],
@@ -327,6 +434,18 @@ def rows(result):
     out.append(("train seed MLP 784-200-10, batch 128 (ex/s)", s["keras_examples_per_s"],
                 s["torch_examples_per_s"], s["ratio"]["median"], ">= 1.5x PyTorch",
                 s["ratio"]["median"] >= 1.5))
+    best = result.get("keras_best", {})
+    iw = {k: ("XLA" if e["keras_best_jit"] else "no XLA") for k, e in result["iwae_net"].items()}
+    out.append(("fastest keras_vae settings measured (CPU)",
+                f"seed MLP: jit_compile={best.get('jit_compile')}, "
+                f"steps_per_execution={best.get('steps_per_execution')}; IWAE net: "
+                + ", ".join(f"{k} {v}" for k, v in iw.items()), "", "", "", None))
+    b = s.get("step_breakdown_ms")
+    if b:
+        out.append(("seed MLP step, ms: ideal / fwd+bwd / +Adam / train_step / fit",
+                    " / ".join(f"{b[k]:.2f}" for k in ("ideal", "fwd_bwd", "minimal",
+                                                         "train_step", "fit")),
+                    f"PyTorch {s['torch_step_ms']:.2f}", "", "", None))
     for key, e in result["iwae_net"].items():
         kv = max(e["keras_jit_examples_per_s"], e["keras_nojit_examples_per_s"])
         out.append((f"train IWAE net {key}, batch 20 (ex/s)", kv, e["torch_examples_per_s"],
