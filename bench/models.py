@@ -69,14 +69,16 @@ class ClosedFormVAE(keras_vae.VAE):
 
 
 class _Independent(tfd.Independent):
-    """tfd.Independent under another name: keras_vae's Bernoulli fast path does not apply."""
+    """tfd.Independent under another name (no behaviour of its own)."""
 
 
 class TFPLogProbVAE(keras_vae.VAE):
-    """keras_vae as it was before its Bernoulli fast path: log p(x|z) by TFP's Bernoulli.log_prob.
+    """keras_vae.VAE with p(x|z) wrapped in an Independent subclass: the same TFP densities.
 
-    (Two softplus and two multiply_no_nan per pixel; keras_vae.model._log_prob now
-    computes x * l - softplus(l) for Independent(Bernoulli(logits)).)
+    Part tfp's control: it computes exactly what keras_vae.VAE computes (TFP's
+    Bernoulli.log_prob), so its distance from the plain model is the noise of the
+    measurement. (It was written for a Bernoulli fast path in model.py, since
+    reverted: every density in the core is TFP's.)
     """
 
     def decode(self, z, training=False):
