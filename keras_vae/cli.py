@@ -75,7 +75,7 @@ TRAIN_DEFAULTS = {
     "batch_size": 100,
     "learning_rate": 1e-3,
     "seed": None,
-    "jit": True,
+    "jit": None,  # Keras's "auto": measured here, XLA is slower for the IWAE net on CPU (bench/)
     "steps_per_execution": 1,
     "precision": "float32",
     "strategy": "default",
@@ -233,7 +233,8 @@ def _add_train_options(parser, defaults, demo=False):
                      help="seed of everything random (default: a random one, saved in "
                           "config.json)")
     fit.add_argument("--jit", action=argparse.BooleanOptionalAction,
-                     help=h("XLA-compile the training step", "jit"))
+                     help="XLA-compile the training step (default: Keras's 'auto', no XLA on "
+                          "CPU, where bench/ measured it slower for the IWAE net)")
     fit.add_argument("--steps-per-execution", type=_positive_int, metavar="N",
                      help=h("training steps per compiled call", "steps_per_execution"))
     fit.add_argument("--precision", choices=PRECISIONS, help=h("dtype policy", "precision"))
@@ -1119,7 +1120,7 @@ def train(options, command="train"):
             except ValueError:
                 pass
         model.compile(optimizer=keras.optimizers.Adam(options["learning_rate"]),
-                      jit_compile=bool(options["jit"]),
+                      jit_compile="auto" if options["jit"] is None else bool(options["jit"]),
                       steps_per_execution=int(options["steps_per_execution"]))
         start_epoch = _restore_point(model, run_dir / "backup") if resuming else 0
 
