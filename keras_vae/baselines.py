@@ -185,7 +185,7 @@ class Autoencoder(keras.Model):
     def __init__(self, latent_dim=None, event_shape=(28, 28, 1), encoder="mlp", loss="bce",
                  **kwargs):
         super().__init__(**kwargs)
-        networks._check_preset(encoder)
+        networks.check_preset(encoder)
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}.")
         self.preset = encoder

@@ -38,11 +38,9 @@ import zipfile
 
 import numpy as np
 
+from keras_vae import names
 from keras_vae._backend import keras, tf
 from keras_vae.likelihoods import check_finite
-
-#: Names `load` accepts besides a path.
-NAMES = ("embedded", "mnist", "fashion_mnist")
 
 #: The seed of the one binarisation of every test (and validation) set.
 TEST_BINARIZATION_SEED = 123
@@ -52,9 +50,6 @@ IWAE_VALIDATION_SIZE = 400
 
 BINARIZATIONS = (None, "static", "dynamic")
 SPLITS = ("full", "iwae")
-
-#: Likelihoods whose support is [0, 1] (`load` refuses values outside it for them).
-BINARY_LIKELIHOODS = ("bernoulli", "continuous_bernoulli")
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -222,15 +217,15 @@ def load(name_or_path, binarization=None, seed=0, split="full", likelihood="bern
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}.")
     if not 0.0 <= float(test_fraction) < 1.0:
         raise ValueError(f"test_fraction must lie in [0, 1), got {test_fraction!r}.")
-    if binarization is not None and likelihood not in BINARY_LIKELIHOODS:
+    if binarization is not None and not unit_interval_likelihood(likelihood):
         raise ValueError(
             f"binarization={binarization!r} makes 0/1 data, which needs a Bernoulli "
             f"likelihood, not {likelihood!r}."
         )
 
-    if isinstance(name_or_path, str) and name_or_path in NAMES:
-        name = name_or_path
-        (x_train, y_train), (x_test, y_test) = _LOADERS[name]()
+    if name_or_path in names.DATASETS:
+        name = names.DATASETS.canonical(name_or_path)
+        (x_train, y_train), (x_test, y_test) = names.DATASETS.get(name)()
         x_train, x_test = _scale_images(x_train), _scale_images(x_test)
     elif isinstance(name_or_path, (str, os.PathLike)):
         path = pathlib.Path(name_or_path).expanduser()
@@ -238,7 +233,8 @@ def load(name_or_path, binarization=None, seed=0, split="full", likelihood="bern
         x_train, y_train, x_test, y_test = _load_user_data(path, likelihood, test_fraction)
     else:
         raise TypeError(
-            f"load() takes a name ({', '.join(NAMES)}) or a path, got {type(name_or_path)}."
+            f"load() takes a name ({', '.join(names.DATASETS.names())}) or a path, "
+            f"got {type(name_or_path)}."
         )
     if event_shape is not None and tuple(x_train.shape[1:]) != tuple(event_shape):
         raise ValueError(
@@ -282,6 +278,8 @@ def load(name_or_path, binarization=None, seed=0, split="full", likelihood="bern
     return Dataset(x_train, y_train, x_test, y_test, name, x_valid, y_valid, protocol)
 
 
+@names.DATASETS.register("embedded",
+                         description="3,000 + 1,000 MNIST digits shipped in the package")
 def load_embedded():
     """The 3,000 + 1,000 MNIST digits shipped in the package: ((x, y), (x, y)), uint8.
 
@@ -308,11 +306,18 @@ def _keras_dataset(module_name):
     return load_data
 
 
-_LOADERS = {
-    "embedded": load_embedded,
-    "mnist": _keras_dataset("mnist"),
-    "fashion_mnist": _keras_dataset("fashion_mnist"),
-}
+names.DATASETS.add("mnist", _keras_dataset("mnist"),
+                   description="MNIST through keras.datasets (60,000 + 10,000)")
+names.DATASETS.add("fashion_mnist", _keras_dataset("fashion_mnist"),
+                   description="Fashion-MNIST through keras.datasets (60,000 + 10,000)")
+
+#: Names `load` accepts besides a path (`names.DATASETS` holds them; this is a snapshot).
+NAMES = names.DATASETS.names()
+
+
+def unit_interval_likelihood(likelihood):
+    """True if the named likelihood's support is [0, 1] (binarised data fit it)."""
+    return tuple(names.LIKELIHOODS.get(likelihood).support) == (0.0, 1.0)
 
 
 def _scale_images(x):
@@ -328,7 +333,8 @@ def _scale_images(x):
 
 def _load_user_data(path, likelihood, test_fraction):
     if not path.exists():
-        hint = "" if path.suffix else f" (data set names: {', '.join(NAMES)})"
+        known = ", ".join(names.DATASETS.names())
+        hint = "" if path.suffix else f" (data set names: {known})"
         raise FileNotFoundError(f"No such data file or folder: {str(path)!r}{hint}.")
     if path.is_dir():
         x, y = _read_image_folder(path)
@@ -475,7 +481,7 @@ def _check_values(x, name, likelihood):
     if np.abs(x).max() > np.finfo("float32").max:
         raise ValueError(f"{name} has values beyond the float32 range (max |x| {np.abs(x).max()!r}).")
     x = x.astype("float32")
-    if likelihood in BINARY_LIKELIHOODS:
+    if unit_interval_likelihood(likelihood):
         if x.max() > 1.0:
             raise ValueError(
                 f"{name} has values above 1 (max {float(x.max())!r}); the {likelihood} "
@@ -508,5 +514,5 @@ def _check_unit_interval(x, name):
 
 __all__ = [
     "Dataset", "load", "load_embedded", "binarize", "dynamic_binarization", "check_images",
-    "NAMES", "TEST_BINARIZATION_SEED", "IWAE_VALIDATION_SIZE",
+    "NAMES", "unit_interval_likelihood", "TEST_BINARIZATION_SEED", "IWAE_VALIDATION_SIZE",
 ]

@@ -8,6 +8,7 @@ scale), and builds a distribution whose event shape is `event_shape`, so
 
 import numpy as np
 
+from keras_vae import names
 from keras_vae._backend import keras, tf, tfd
 
 
@@ -82,6 +83,7 @@ class Likelihood(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
+@names.LIKELIHOODS.register("bernoulli")
 class BernoulliLikelihood(Likelihood):
     r"""p(x|z) = prod_i Bernoulli(x_i; sigmoid(l_i(z))), the decoder giving the logits l.
 
@@ -107,6 +109,7 @@ class BernoulliLikelihood(Likelihood):
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
+@names.LIKELIHOODS.register("continuous_bernoulli")
 class ContinuousBernoulliLikelihood(Likelihood):
     r"""The continuous Bernoulli (Loaiza-Ganem & Cunningham, 2019) on [0, 1].
 
@@ -132,6 +135,9 @@ class ContinuousBernoulliLikelihood(Likelihood):
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
+@names.LIKELIHOODS.register("gaussian_learned_scale", learn_scale=True,
+                            description="Gaussian p(x|z) with a learned per-feature scale")
+@names.LIKELIHOODS.register("gaussian", learn_scale=False)
 class GaussianLikelihood(Likelihood):
     r"""p(x|z) = prod_i N(x_i; m_i(z), s_i^2): the decoder gives the location m.
 
@@ -186,23 +192,10 @@ class GaussianLikelihood(Likelihood):
 
 
 def get(identifier, event_shape):
-    """Returns a likelihood from a name, a config dict or a layer."""
+    """Returns a likelihood from a registered name (`names.LIKELIHOODS`), a config dict or a layer."""
     if isinstance(identifier, Likelihood):
         return identifier
     if isinstance(identifier, dict):
         return keras.saving.deserialize_keras_object(identifier)
-    names = {
-        "bernoulli": lambda: BernoulliLikelihood(event_shape, name="likelihood"),
-        "continuous_bernoulli": lambda: ContinuousBernoulliLikelihood(
-            event_shape, name="likelihood"
-        ),
-        "gaussian": lambda: GaussianLikelihood(event_shape, name="likelihood"),
-        "gaussian_learned_scale": lambda: GaussianLikelihood(
-            event_shape, learn_scale=True, name="likelihood"
-        ),
-    }
-    if identifier is None:
-        identifier = "bernoulli"
-    if identifier not in names:
-        raise ValueError(f"Unknown likelihood {identifier!r}; choose one of {sorted(names)}.")
-    return names[identifier]()
+    return names.LIKELIHOODS.build(identifier or "bernoulli",
+                                   {"event_shape": event_shape}, name="likelihood")

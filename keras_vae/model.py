@@ -18,13 +18,14 @@ import warnings
 import numpy as np
 
 from keras_vae import likelihoods as likelihoods_lib
-from keras_vae import networks
+from keras_vae import names, networks
 from keras_vae import objectives as objectives_lib
 from keras_vae import posteriors as posteriors_lib
 from keras_vae import priors as priors_lib
 from keras_vae._backend import keras, tf, tfd
 
-GRADIENT_ESTIMATORS = ("standard", "dreg")
+#: The names of `names.GRADIENT_ESTIMATORS` at import (kept for callers of this name).
+GRADIENT_ESTIMATORS = names.GRADIENT_ESTIMATORS.names()
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
@@ -74,7 +75,7 @@ class VAE(keras.Model):
         self.event_shape = tuple(int(s) for s in event_shape)
         if isinstance(encoder, str):
             preset = encoder
-            networks._check_preset(preset)
+            networks.check_preset(preset)
             latent_dim = latent_dim or networks.PRESETS[preset]["latent_dim"]
             self.encoder = networks.build_encoder(preset, self.event_shape)
             decoder = preset if decoder is None else decoder
@@ -103,12 +104,7 @@ class VAE(keras.Model):
         self.analytic_kl = bool(analytic_kl)
         self.beta = float(beta)
         self.warmup_steps = int(warmup_steps)
-        if gradient_estimator not in GRADIENT_ESTIMATORS:
-            raise ValueError(
-                f"gradient_estimator must be one of {GRADIENT_ESTIMATORS}, "
-                f"got {gradient_estimator!r}."
-            )
-        self.gradient_estimator = gradient_estimator
+        self.gradient_estimator = names.GRADIENT_ESTIMATORS.canonical(gradient_estimator)
         if self.beta < 0 or self.warmup_steps < 0:
             raise ValueError(f"beta and warmup_steps must be >= 0, got {beta}, {warmup_steps}.")
         if getattr(self.objective, "free_bits", 0) > 0 and not isinstance(

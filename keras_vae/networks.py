@@ -14,32 +14,55 @@ Presets:
         pixel (`VAE.initialize_output_bias`).
 """
 
+import collections.abc
+
 import numpy as np
 
+from keras_vae import names
 from keras_vae._backend import keras
 
-PRESETS = {
-    "mlp": {"hidden_units": (512, 256), "activation": "relu", "latent_dim": 16},
-    "iwae": {"hidden_units": (200, 200), "activation": "tanh", "latent_dim": 50},
-    "conv": {"filters": (32, 64), "dense_units": 256, "activation": "relu", "latent_dim": 16},
-}
+names.PRESETS.add("mlp", {"kind": "dense", "hidden_units": (512, 256), "activation": "relu",
+                          "latent_dim": 16}, description="Dense 512-256, ReLU (d=16)")
+names.PRESETS.add("conv", {"kind": "conv", "filters": (32, 64), "dense_units": 256,
+                           "activation": "relu", "latent_dim": 16},
+                  description="Conv 32-64 (stride 2) then Dense 256, ReLU (d=16)")
+names.PRESETS.add("iwae", {"kind": "dense", "hidden_units": (200, 200), "activation": "tanh",
+                           "latent_dim": 50},
+                  description="Burda et al.'s 200-200 tanh (d=50)")
+
+
+class _PresetView(collections.abc.Mapping):
+    """`PRESETS[name]` is the spec registered under `name` in `names.PRESETS` (live)."""
+
+    def __getitem__(self, name):
+        return names.PRESETS.get(name)
+
+    def __iter__(self):
+        return iter(names.PRESETS.names())
+
+    def __len__(self):
+        return len(names.PRESETS.names())
+
+
+#: name -> spec dict ('kind' dense or conv, widths, activation, latent_dim); see names.PRESETS.
+PRESETS = _PresetView()
 
 OUTPUT_LAYER_NAME = "logits"
 
 
-def _check_preset(preset):
-    if preset not in PRESETS:
-        raise ValueError(f"Unknown preset {preset!r}; choose one of {sorted(PRESETS)}.")
+def check_preset(preset):
+    """Raises ValueError unless `preset` is a registered preset name."""
+    names.PRESETS.entry(preset)
 
 
 def build_encoder(preset, event_shape, hidden_units=None, activation=None, name="encoder"):
     """Builds a preset encoder: x [B, *event_shape] -> features [B, h]."""
-    _check_preset(preset)
+    check_preset(preset)
     spec = PRESETS[preset]
     event_shape = tuple(int(s) for s in event_shape)
     activation = activation or spec["activation"]
     layers = [keras.Input(shape=event_shape)]
-    if preset == "conv":
+    if spec["kind"] == "conv":
         _check_conv_shape(event_shape)
         for filters in spec["filters"]:
             layers.append(keras.layers.Conv2D(filters, 3, strides=2, padding="same",
@@ -56,12 +79,12 @@ def build_encoder(preset, event_shape, hidden_units=None, activation=None, name=
 def build_decoder(preset, latent_dim, event_shape, hidden_units=None, activation=None,
                   name="decoder"):
     """Builds a preset decoder: z [N, latent_dim] -> [N, *event_shape] (logits or location)."""
-    _check_preset(preset)
+    check_preset(preset)
     spec = PRESETS[preset]
     event_shape = tuple(int(s) for s in event_shape)
     activation = activation or spec["activation"]
     layers = [keras.Input(shape=(int(latent_dim),))]
-    if preset == "conv":
+    if spec["kind"] == "conv":
         _check_conv_shape(event_shape)
         height, width, channels = event_shape
         f1, f2 = spec["filters"]

@@ -36,6 +36,7 @@ References:
     Objectives. ICLR 2019.
 """
 
+from keras_vae import names
 from keras_vae._backend import keras, tf
 
 
@@ -179,6 +180,7 @@ class Objective:
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
+@names.OBJECTIVES.register("elbo", aliases=("vae",))
 class ELBO(Objective):
     r"""The evidence lower bound, with an analytic or Monte-Carlo KL, and free bits.
 
@@ -229,6 +231,7 @@ class ELBO(Objective):
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
+@names.OBJECTIVES.register("iwae")
 class IWAE(Objective):
     """The importance-weighted bound IWAE_k (Burda et al., 2016) with k samples."""
 
@@ -249,6 +252,7 @@ class IWAE(Objective):
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
+@names.OBJECTIVES.register("miwae")
 class MIWAE(Objective):
     """MIWAE(M, K): the mean of M independent IWAE_K bounds (Rainforth et al., 2018)."""
 
@@ -270,6 +274,7 @@ class MIWAE(Objective):
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
+@names.OBJECTIVES.register("piwae")
 class PIWAE(MIWAE):
     """PIWAE(M, K): the decoder ascends IWAE_{MK}, the encoder MIWAE(M, K) (Rainforth et al.).
 
@@ -295,6 +300,7 @@ class PIWAE(MIWAE):
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
+@names.OBJECTIVES.register("ciwae")
 class CIWAE(Objective):
     """CIWAE(beta) = beta ELBO + (1 - beta) IWAE_k on the same k samples (Rainforth et al.)."""
 
@@ -327,10 +333,6 @@ class CIWAE(Objective):
         return {"beta": self.beta, "k": self.k}
 
 
-_NAMES = {"elbo": ELBO, "vae": ELBO, "iwae": IWAE, "miwae": MIWAE, "piwae": PIWAE,
-          "ciwae": CIWAE}
-
-
 def get(identifier, **kwargs):
     """Returns an objective from an instance, a name ('elbo', 'iwae', ...) or a config dict.
 
@@ -342,9 +344,7 @@ def get(identifier, **kwargs):
         return ELBO(**kwargs)
     if isinstance(identifier, dict) and "class_name" in identifier:
         return keras.saving.deserialize_keras_object(identifier)
-    if isinstance(identifier, str) and identifier.lower() in _NAMES:
-        return _NAMES[identifier.lower()](**kwargs)
-    raise ValueError(f"Unknown objective {identifier!r}; choose one of {sorted(_NAMES)}.")
+    return names.OBJECTIVES.build(identifier, **kwargs)
 
 
 def kl_weight_schedule(step, beta=1.0, warmup_steps=0):

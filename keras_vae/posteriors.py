@@ -4,10 +4,12 @@ A head is a Keras layer that returns tensors (never distributions: Keras 3 layer
 trace tensors only); `distribution(params)` builds the TFP distribution from them.
 """
 
+from keras_vae import names
 from keras_vae._backend import keras, tf, tfd
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
+@names.POSTERIORS.register("diagonal_gaussian", aliases=("gaussian",))
 class DiagonalGaussianPosterior(keras.layers.Layer):
     r"""Diagonal Gaussian q(z|x) = N(z; mu(x), diag(sigma(x)^2)).
 
@@ -70,14 +72,10 @@ class DiagonalGaussianPosterior(keras.layers.Layer):
 
 
 def get(identifier, latent_dim):
-    """Returns a posterior head from a name, a config dict or a layer."""
+    """Returns a posterior head from a registered name (`names.POSTERIORS`), a config dict or a layer."""
     if isinstance(identifier, keras.layers.Layer):
         return identifier
-    if identifier is None or identifier in ("gaussian", "diagonal_gaussian"):
-        return DiagonalGaussianPosterior(latent_dim, name="posterior")
     if isinstance(identifier, dict):
         return keras.saving.deserialize_keras_object(identifier)
-    raise ValueError(
-        f"Unknown posterior {identifier!r}: use 'diagonal_gaussian' or a Layer "
-        "with call(features) -> params and distribution(params) -> tfd.Distribution."
-    )
+    return names.POSTERIORS.build(identifier or "diagonal_gaussian",
+                                  {"latent_dim": latent_dim}, name="posterior")

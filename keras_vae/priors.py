@@ -5,6 +5,7 @@ one-component case), which gives one uniform way to draw at a temperature T:
 pick a component c, then z = loc_c + T * scale_c * eps with eps ~ N(0, I).
 """
 
+from keras_vae import names
 from keras_vae._backend import keras, tf, tfd
 
 
@@ -48,6 +49,7 @@ class Prior(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
+@names.PRIORS.register("normal", aliases=("standard_normal",))
 class StandardNormalPrior(Prior):
     """p(z) = N(0, I). KL(q || p) is analytic for a Gaussian q (registered in TFP)."""
 
@@ -61,6 +63,7 @@ class StandardNormalPrior(Prior):
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
+@names.PRIORS.register("mixture")
 class MixtureOfGaussiansPrior(Prior):
     r"""A learnable mixture of C diagonal Gaussians.
 
@@ -104,6 +107,7 @@ class MixtureOfGaussiansPrior(Prior):
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
+@names.PRIORS.register("vamp")
 class VampPrior(Prior):
     r"""VampPrior (Tomczak & Welling, 2018): the aggregate posterior of learned pseudo-inputs.
 
@@ -145,21 +149,13 @@ class VampPrior(Prior):
 
 
 def get(identifier, latent_dim, event_shape):
-    """Returns a prior from a name ('normal', 'mixture', 'vamp'), a config dict or a layer."""
+    """Returns a prior from a registered name (`names.PRIORS`), a config dict or a layer."""
     if isinstance(identifier, Prior):
         return identifier
     if isinstance(identifier, keras.layers.Layer):
         raise TypeError(f"A prior must subclass keras_vae.priors.Prior, got {type(identifier)}.")
     if isinstance(identifier, dict):
         return keras.saving.deserialize_keras_object(identifier)
-    names = {
-        "normal": lambda: StandardNormalPrior(latent_dim, name="prior"),
-        "standard_normal": lambda: StandardNormalPrior(latent_dim, name="prior"),
-        "mixture": lambda: MixtureOfGaussiansPrior(latent_dim, name="prior"),
-        "vamp": lambda: VampPrior(latent_dim, event_shape, name="prior"),
-    }
-    if identifier is None:
-        identifier = "normal"
-    if identifier not in names:
-        raise ValueError(f"Unknown prior {identifier!r}; choose one of {sorted(names)}.")
-    return names[identifier]()
+    return names.PRIORS.build(identifier or "normal",
+                              {"latent_dim": latent_dim, "event_shape": event_shape},
+                              name="prior")
