@@ -29,7 +29,7 @@ Two noise sources, one per runtime family:
 
 import numpy as np
 
-from keras_vae import likelihoods as likelihoods_lib
+from keras_vae import names
 from keras_vae import priors as priors_lib
 from keras_vae._backend import tf
 
@@ -105,25 +105,20 @@ class ExportSpec:
 
 
 def likelihood_name(likelihood):
-    """A short name for a likelihood layer (the model's constructor names where known)."""
-    if isinstance(likelihood, likelihoods_lib.BernoulliLikelihood):
-        return "bernoulli"
-    if isinstance(likelihood, likelihoods_lib.ContinuousBernoulliLikelihood):
-        return "continuous_bernoulli"
-    if isinstance(likelihood, likelihoods_lib.GaussianLikelihood):
-        return "gaussian_learned_scale" if likelihood.learn_scale else "gaussian"
-    return type(likelihood).__name__
+    """The registered name of a likelihood layer (`names.LIKELIHOODS`), else its class name."""
+    return _registered_name(names.LIKELIHOODS, likelihood)
 
 
 def prior_name(prior):
-    """A short name for a prior layer (the model's constructor names where known)."""
-    if isinstance(prior, priors_lib.StandardNormalPrior):
-        return "normal"
-    if isinstance(prior, priors_lib.MixtureOfGaussiansPrior):
-        return "mixture"
-    if isinstance(prior, priors_lib.VampPrior):
-        return "vamp"
-    return type(prior).__name__
+    """The registered name of a prior layer (`names.PRIORS`), else its class name."""
+    return _registered_name(names.PRIORS, prior)
+
+
+def _registered_name(registry, layer):
+    try:
+        return registry.name_of(layer)
+    except ValueError:
+        return type(layer).__name__
 
 
 def _prior_components(model):

@@ -26,7 +26,7 @@ import tempfile
 import numpy as np
 
 from keras_vae._backend import keras
-from keras_vae.export import _common
+from keras_vae.export import _common, contract
 from keras_vae.export import _graph
 from keras_vae.export import verify
 
@@ -39,14 +39,7 @@ _SAMPLE_SEED = 1234
 CHECK_TIMEOUT = 600
 
 
-def version_path(base_dir, name, version):
-    """BASE/NAME/VERSION, checking the name and version TF Serving will read."""
-    name = str(name)
-    if not name or name in (".", "..") or any(c in name for c in "/\\") or name.startswith("."):
-        raise ValueError(f"name must be a plain folder name, got {name!r}.")
-    if isinstance(version, bool) or int(version) != version or int(version) <= 0:
-        raise ValueError(f"version must be a positive integer (TF Serving's layout), got {version!r}.")
-    return pathlib.Path(base_dir) / name / str(int(version))
+version_path = contract.version_path
 
 
 def write(model, spec, path):
