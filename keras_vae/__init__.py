@@ -7,7 +7,8 @@ model.compile(optimizer="adam")
 model.fit(x_train, epochs=10, batch_size=100)
 ```
 
-Modules: `objectives` (ELBO, IWAE, MIWAE, PIWAE, CIWAE as functions of log-weights),
+Modules: `names` (the registry of every named family member), `objectives` (ELBO, IWAE,
+MIWAE, PIWAE, CIWAE as functions of log-weights),
 `priors`, `likelihoods`, `posteriors`, `networks` (presets), `data`, `evaluation`,
 `hierarchical`, `baselines`, `comparison`, `plotting`; `keras_vae.export` and
 `keras_vae.serving` (imported on use: they pull in ONNX and gRPC).
@@ -15,8 +16,8 @@ Modules: `objectives` (ELBO, IWAE, MIWAE, PIWAE, CIWAE as functions of log-weigh
 
 from keras_vae import _backend  # noqa: F401  (pins the TensorFlow backend first)
 from keras_vae import (
-    baselines, comparison, data, evaluation, hierarchical, likelihoods, networks, objectives,
-    posteriors, priors,
+    baselines, comparison, data, evaluation, hierarchical, likelihoods, names, networks,
+    objectives, posteriors, priors,
 )
 from keras_vae.baselines import PCA, Autoencoder
 from keras_vae.hierarchical import HierarchicalVAE
@@ -28,6 +29,6 @@ __version__ = "0.1.0"
 __all__ = [
     "VAE", "HierarchicalVAE", "PCA", "Autoencoder",
     "ELBO", "IWAE", "MIWAE", "PIWAE", "CIWAE",
-    "baselines", "comparison", "data", "evaluation", "hierarchical", "likelihoods",
+    "baselines", "comparison", "data", "evaluation", "hierarchical", "likelihoods", "names",
     "networks", "objectives", "posteriors", "priors",
 ]
