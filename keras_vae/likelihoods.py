@@ -8,26 +8,10 @@ scale), and builds a distribution whose event shape is `event_shape`, so
 
 import numpy as np
 
-from keras_vae import names
+from keras_vae import names, validation
 from keras_vae._backend import keras, tf, tfd
-
-
-def _as_array(x):
-    return x.numpy() if hasattr(x, "numpy") else np.asarray(x)
-
-
-def check_finite(x, name="x"):
-    """Raises ValueError if `x` holds NaN or Inf, saying how many and where the first is."""
-    x = _as_array(x)
-    if np.issubdtype(x.dtype, np.floating):
-        bad = ~np.isfinite(x)
-        if bad.any():
-            first = tuple(int(i) for i in np.argwhere(bad)[0])
-            kind = "NaN" if np.isnan(x[first]) else "Inf"
-            raise ValueError(
-                f"{name} contains {int(bad.sum())} non-finite values (NaN or Inf); "
-                f"the first is {kind} at index {first}."
-            )
+# keras_vae.likelihoods.check_finite was public before it moved to keras_vae.validation.
+from keras_vae.validation import check_finite  # noqa: F401
 
 
 class Likelihood(keras.layers.Layer):
@@ -55,23 +39,12 @@ class Likelihood(keras.layers.Layer):
         raise NotImplementedError
 
     def validate(self, x, name="x"):
-        """Checks data for this likelihood; raises ValueError naming the problem."""
-        x = _as_array(x)
-        low, high = self.support
-        if high == 1.0 and np.issubdtype(x.dtype, np.integer) and x.size and x.max() > 1:
-            raise ValueError(
-                f"{name} holds integer values up to {int(x.max())} (dtype {x.dtype}); the "
-                f"{type(self).__name__} likelihood needs values in [0, 1]: divide 0-255 "
-                "images by 255 or binarise them (keras_vae.data.binarize)."
-            )
-        check_finite(x, name)
-        if x.size == 0:
-            return
-        if low is not None and x.min() < low or high is not None and x.max() > high:
-            raise ValueError(
-                f"{name} has values in [{x.min()!r}, {x.max()!r}], outside the support "
-                f"[{low}, {high}] of the {type(self).__name__} likelihood."
-            )
+        """Checks data for this likelihood; raises ValueError naming the problem.
+
+        The rule is `support` (`keras_vae.validation.check_support`); a subclass
+        with other constraints (counts, say) overrides this method.
+        """
+        validation.check_support(x, self, name)
 
     def _event_ndims(self):
         return len(self.event_shape)
@@ -107,7 +80,6 @@ class BernoulliLikelihood(Likelihood):
         return {"probs": tf.sigmoid(params), "logits": params}
 
 
-
 @keras.saving.register_keras_serializable(package="keras_vae")
 @names.LIKELIHOODS.register("continuous_bernoulli")
 class ContinuousBernoulliLikelihood(Likelihood):
@@ -131,7 +103,6 @@ class ContinuousBernoulliLikelihood(Likelihood):
 
     def parameters(self, params):
         return {"mean": self.mean(params), "logits": params}
-
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
@@ -199,3 +170,9 @@ def get(identifier, event_shape):
         return keras.saving.deserialize_keras_object(identifier)
     return names.LIKELIHOODS.build(identifier or "bernoulli",
                                    {"event_shape": event_shape}, name="likelihood")
+
+
+__all__ = [
+    "Likelihood", "BernoulliLikelihood", "ContinuousBernoulliLikelihood", "GaussianLikelihood",
+    "get",
+]
