@@ -140,6 +140,7 @@ class GaussianLikelihood(Likelihood):
         self.built = True
 
     def stddev(self):
+        """The standard deviation s, a scalar or [*event_shape] when learned."""
         if self.learn_scale:
             return tf.nn.softplus(tf.cast(self.raw_scale, "float32")) + self.min_scale
         return tf.constant(self.scale, "float32")
@@ -163,7 +164,19 @@ class GaussianLikelihood(Likelihood):
 
 
 def get(identifier, event_shape):
-    """Returns a likelihood from a registered name (`names.LIKELIHOODS`), a config dict or a layer."""
+    """Returns a likelihood layer from a name, a config dict or a layer.
+
+    Args:
+      identifier: a name registered in `names.LIKELIHOODS` (None: 'bernoulli'), a
+        serialised config dict, or a `Likelihood` (returned as is).
+      event_shape: the shape of one example, passed to a likelihood built by name.
+
+    Returns:
+      A `Likelihood` layer.
+
+    Raises:
+      ValueError: an unknown name (the message lists the registered ones).
+    """
     if isinstance(identifier, Likelihood):
         return identifier
     if isinstance(identifier, dict):

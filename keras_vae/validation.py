@@ -115,8 +115,8 @@ def check_support(x, likelihood, name="x"):
         return
     if low is not None and x.min() < low or high is not None and x.max() > high:
         raise ValueError(
-            f"{name} has values in [{x.min()!r}, {x.max()!r}], outside the support "
-            f"[{low}, {high}] of the {label} likelihood."
+            f"{name} has values in [{float(x.min())!r}, {float(x.max())!r}], outside the "
+            f"support [{low}, {high}] of the {label} likelihood."
         )
 
 
@@ -235,9 +235,12 @@ def check_unit_interval(x, name="x"):
       ValueError: NaN/Inf or values outside [0, 1].
     """
     if x.size and not (np.all(np.isfinite(x)) and x.min() >= 0.0 and x.max() <= 1.0):
+        numbers = x[~np.isnan(x)]
+        low, high = (float(numbers.min()), float(numbers.max())) if numbers.size else (
+            float("nan"), float("nan"))
         raise ValueError(
             f"{name} must hold values in [0, 1] to binarise (probabilities); got values in "
-            f"[{float(np.nanmin(x))!r}, {float(np.nanmax(x))!r}] or NaN."
+            f"[{low!r}, {high!r}] or NaN."
         )
 
 
