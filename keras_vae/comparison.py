@@ -34,12 +34,13 @@ report["metrics"]["vae"]["test_log_likelihood"]     # nats per example
 ```
 """
 
-import json
+import io
 import os
 
 import numpy as np
+from PIL import Image, ImageDraw
 
-from keras_vae import objectives as objectives_lib
+from keras_vae import _util, evaluation, plotting
 
 IMAGE_FILES = ("reconstructions.png", "interpolations.png", "samples.png")
 #: The layout of samples.png: a title strip above each panel, a gap between panels.
@@ -85,8 +86,25 @@ def compare(models, x_test, out_dir, seed=0, num_samples=64, steps=10, num_recon
         pair = rng.choice(len(x_test), size=2, replace=False)
     i, j = (int(v) for v in pair)
 
-    metrics, reconstructions, paths, samples = {}, {}, {}, {}
-    shown = x_test[:num_reconstructions]
+    outputs = _run_models(models, x_test, (i, j), seed, num_samples, steps,
+                          num_reconstructions, k, batch_size)
+    files = {}
+    if _as_images(x_test[:1]) is not None:
+        files = _write_pictures(out_dir, x_test, (i, j), outputs, num_reconstructions,
+                                num_samples)
+    report = {"metrics": outputs["metrics"], "pair": [i, j], "seed": int(seed),
+              "num_test_examples": int(len(x_test))}
+    files["metrics"] = os.path.join(out_dir, "metrics.json")
+    _util.atomic_write_json(files["metrics"], report)
+    report["files"] = files
+    return report
+
+
+def _run_models(models, x_test, pair, seed, num_samples, steps, num_reconstructions, k,
+                batch_size):
+    """Each model's metrics, reconstructions, interpolation path and samples, by name."""
+    i, j = pair
+    outputs = {"metrics": {}, "reconstructions": {}, "paths": {}, "samples": {}}
     for name, model in models.items():
         x_hat = _batched(model.reconstruct, x_test, batch_size)
         entry = {
@@ -100,34 +118,31 @@ def compare(models, x_test, out_dir, seed=0, num_samples=64, steps=10, num_recon
         if hasattr(model, "compute_terms"):
             entry["test_log_likelihood"] = log_likelihood(model, x_test, k, batch_size, seed)
             entry["log_likelihood_k"] = int(k)
-        metrics[name] = entry
-        reconstructions[name] = x_hat[:num_reconstructions]
-        paths[name] = _numpy(model.interpolate(x_test[i], x_test[j], steps))
-        samples[name] = _numpy(model.sample(num_samples, seed=seed))
+        outputs["metrics"][name] = entry
+        outputs["reconstructions"][name] = x_hat[:num_reconstructions]
+        outputs["paths"][name] = _numpy(model.interpolate(x_test[i], x_test[j], steps))
+        outputs["samples"][name] = _numpy(model.sample(num_samples, seed=seed))
+    return outputs
 
-    files = {}
-    if _as_images(x_test[:1]) is not None:
-        rows = [_as_images(r) for r in [shown] + [reconstructions[n] for n in models]]
-        files["reconstructions"] = _write(
-            os.path.join(out_dir, "reconstructions.png"),
-            _labelled_rows(rows, ["data"] + list(models)),
-        )
-        strips = [_as_images(np.concatenate([x_test[i:i + 1], paths[n], x_test[j:j + 1]]))
-                  for n in models]
-        files["interpolations"] = _write(
-            os.path.join(out_dir, "interpolations.png"), _labelled_rows(strips, list(models))
-        )
-        columns = int(np.ceil(np.sqrt(num_samples)))
-        panels = [_grid(_as_images(samples[n]), columns) for n in models]
-        files["samples"] = _write(os.path.join(out_dir, "samples.png"),
-                                  _side_by_side(panels, list(models)))
-    report = {"metrics": metrics, "pair": [i, j], "seed": int(seed),
-              "num_test_examples": int(len(x_test))}
-    files["metrics"] = os.path.join(out_dir, "metrics.json")
-    with open(files["metrics"], "w") as f:
-        json.dump(report, f, indent=2)
-    report["files"] = files
-    return report
+
+def _write_pictures(out_dir, x_test, pair, outputs, num_reconstructions, num_samples):
+    """Writes the three PNGs of `compare`; returns {picture: path}."""
+    i, j = pair
+    names = list(outputs["metrics"])
+    rows = [_as_images(r) for r in [x_test[:num_reconstructions]]
+            + [outputs["reconstructions"][n] for n in names]]
+    strips = [_as_images(np.concatenate([x_test[i:i + 1], outputs["paths"][n],
+                                         x_test[j:j + 1]])) for n in names]
+    columns = int(np.ceil(np.sqrt(num_samples)))
+    panels = [plotting.image_grid(_as_images(outputs["samples"][n]), ncols=columns)
+              for n in names]
+    pictures = {
+        "reconstructions": plotting.labelled_rows(rows, ["data"] + names),
+        "interpolations": plotting.labelled_rows(strips, names),
+        "samples": _side_by_side(panels, names),
+    }
+    return {key: _write(os.path.join(out_dir, f"{key}.png"), image)
+            for key, image in pictures.items()}
 
 
 def log_likelihood(model, x, k=100, batch_size=50, seed=0):
@@ -137,33 +152,24 @@ def log_likelihood(model, x, k=100, batch_size=50, seed=0):
     log p(x) >= E log (1/k) sum_s p(x, z_s) / q(z_s|x),   z_s ~ q(z|x)
     ```
 
-    Uses `keras_vae.evaluation.log_likelihood` (streamed over chunks of samples)
-    where that module exists, else the model's own `compute_terms` and
-    `objectives.iwae_bound` directly.
+    `keras_vae.evaluation.log_likelihood` (streamed over chunks of samples), averaged.
+
+    Args:
+      model: a model with `compute_terms` (`VAE`, `HierarchicalVAE`).
+      x: examples [N, *event_shape].
+      k: importance samples per example.
+      batch_size: examples per forward pass.
+      seed: int seed of the draws.
+
+    Returns:
+      The mean estimate, a float (nats per example).
     """
-    evaluation = _evaluation()
-    if evaluation is not None:
-        result = evaluation.log_likelihood(model, x, k=int(k), batch_size=int(batch_size),
-                                           seed=int(seed))
-        return float(result.mean)
-    values = []
-    for start in range(0, len(x), batch_size):
-        terms = model.compute_terms(x[start:start + batch_size], num_samples=k,
-                                    seed=int(seed) + start)
-        values.append(objectives_lib.iwae_bound(terms.log_weights()).numpy())
-    return float(np.mean(np.concatenate(values)))
+    result = evaluation.log_likelihood(model, x, k=int(k), batch_size=int(batch_size),
+                                       seed=int(seed))
+    return float(result.mean)
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _evaluation():
-    """keras_vae.evaluation if it provides log_likelihood, else None (the fallback here)."""
-    try:
-        from keras_vae import evaluation
-    except ImportError:
-        return None
-    return evaluation if hasattr(evaluation, "log_likelihood") else None
 
 
 def _numpy(x):
@@ -197,63 +203,8 @@ def _as_images(x):
     return x
 
 
-def _plotting():
-    """keras_vae.plotting if it provides the grid writers, else None (the fallback below)."""
-    try:
-        from keras_vae import plotting
-    except ImportError:
-        return None
-    if all(hasattr(plotting, name) for name in ("image_grid", "labelled_rows")):
-        return plotting
-    return None
-
-
-def _grid(images, columns, pad=2):
-    """float [N, H, W, C] -> a PIL image with `columns` images per row."""
-    plotting = _plotting()
-    if plotting is not None:
-        return plotting.image_grid(images, ncols=columns)
-    from PIL import Image
-
-    images = np.round(images * 255).astype("uint8")
-    if images.shape[-1] == 1:
-        images = images[..., 0]
-    n, h, w = images.shape[:3]
-    rows = int(np.ceil(n / columns))
-    shape = (rows * (h + pad) + pad, columns * (w + pad) + pad) + images.shape[3:]
-    canvas = np.full(shape, 255, "uint8")
-    for index, image in enumerate(images):
-        r, c = divmod(index, columns)
-        canvas[pad + r * (h + pad):pad + r * (h + pad) + h,
-               pad + c * (w + pad):pad + c * (w + pad) + w] = image
-    return Image.fromarray(canvas)
-
-
-def _labelled_rows(rows, labels):
-    """One image row per model, the model's name written to its left."""
-    plotting = _plotting()
-    if plotting is not None:
-        return plotting.labelled_rows(rows, labels)
-    from PIL import Image, ImageDraw
-
-    grids = [_grid(row, len(row)) for row in rows]
-    label_width = 8 + 7 * max(len(str(label)) for label in labels)
-    width = label_width + max(g.size[0] for g in grids)
-    height = sum(g.size[1] for g in grids)
-    canvas = Image.new(grids[0].mode, (width, height), "white")
-    draw = ImageDraw.Draw(canvas)
-    top = 0
-    for grid, label in zip(grids, labels):
-        canvas.paste(grid, (label_width, top))
-        draw.text((4, top + grid.size[1] // 2 - 5), str(label), fill="black")
-        top += grid.size[1]
-    return canvas
-
-
 def _side_by_side(panels, labels, title_height=TITLE_HEIGHT, gap=PANEL_GAP):
     """PIL images left to right, each with its model's name above it."""
-    from PIL import Image, ImageDraw
-
     width = sum(p.size[0] for p in panels) + gap * (len(panels) - 1)
     height = title_height + max(p.size[1] for p in panels)
     canvas = Image.new("RGB", (width, height), "white")
@@ -267,7 +218,10 @@ def _side_by_side(panels, labels, title_height=TITLE_HEIGHT, gap=PANEL_GAP):
 
 
 def _write(path, image):
-    image.save(path, format="PNG")
+    """Saves a PIL image as PNG, atomically; returns the path."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    _util.atomic_write_bytes(path, buffer.getvalue())
     return path
 
 

@@ -34,13 +34,13 @@ import dataclasses
 import importlib.resources
 import os
 import pathlib
-import zipfile
 
 import numpy as np
 
-from keras_vae import names
+from keras_vae import _data_files, names
 from keras_vae._backend import keras, tf
-from keras_vae.likelihoods import check_finite
+from keras_vae.validation import check_images, unit_interval_likelihood
+from keras_vae.validation import check_unit_interval as _check_unit_interval
 
 #: The seed of the one binarisation of every test (and validation) set.
 TEST_BINARIZATION_SEED = 123
@@ -51,9 +51,10 @@ IWAE_VALIDATION_SIZE = 400
 BINARIZATIONS = (None, "static", "dynamic")
 SPLITS = ("full", "iwae")
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-
 EMBEDDED_FILE = "mnist_small.npz"
+
+#: The image files a folder given to `load` may hold (`_data_files` reads them).
+IMAGE_SUFFIXES = _data_files.IMAGE_SUFFIXES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,22 +175,16 @@ def load(name_or_path, binarization=None, seed=0, split="full", likelihood="bern
          event_shape=None, test_fraction=0.0):
     r"""Loads a data set by name or from a file or folder, as a `Dataset` in [0, 1].
 
-    Names: 'embedded' (3,000 + 1,000 MNIST digits shipped in the package: no
-    network, no cache), 'mnist', 'fashion_mnist' (through `keras.datasets`,
-    which downloads once into $KERAS_HOME/datasets).
+    Names (`names.DATASETS`): 'embedded' (3,000 + 1,000 MNIST digits shipped in the
+    package: no network, no cache), 'mnist', 'fashion_mnist' (through
+    `keras.datasets`, which downloads once into $KERAS_HOME/datasets).
 
-    Paths:
-      - `.npy`: one array [N, H, W] or [N, H, W, C] of examples (no labels);
-      - `.npz`: arrays `x_train` (and `x_test`, `y_train`, `y_test`), or `x`
-        (and `y`), or a single array;
-      - a folder of images (png, jpg, ...), read as greyscale unless they have
-        colour; images in sub-folders get the sub-folder's index (sorted names)
-        as their label.
-      Integer arrays holding values above 1 are read as 0-255 pixels and divided
-      by 255; float arrays must already be scaled. Every file is checked and a
-      problem raises FileNotFoundError (missing) or ValueError (corrupt file,
-      wrong dtype or shape, NaN/Inf, values outside [0, 1] for a Bernoulli or
-      continuous-Bernoulli likelihood, or outside [0, 255] for integers).
+    Paths: a `.npy` array [N, H, W] or [N, H, W, C] (no labels); a `.npz` with
+    `x_train` (and `x_test`, `y_train`, `y_test`), or `x` (and `y`), or one array;
+    a folder of images (greyscale unless in colour; images in sub-folders get the
+    sub-folder's index among the sorted names as their label). Integer arrays
+    holding values above 1 are 0-255 pixels and divided by 255; float arrays must
+    be scaled already (`validation.check_images`).
 
     Args:
       name_or_path: one of NAMES, or a str / pathlib.Path.
@@ -200,9 +195,8 @@ def load(name_or_path, binarization=None, seed=0, split="full", likelihood="bern
       seed: int seed of the static binarisation.
       split: 'full' (all training images) or 'iwae' (the last 400 training
         images become `x_valid`).
-      likelihood: the likelihood the data are for; 'bernoulli' and
-        'continuous_bernoulli' need values in [0, 1]; 'gaussian*' take any
-        finite value.
+      likelihood: the likelihood the data are for; its `support` bounds the
+        values ([0, 1] for 'bernoulli', any finite value for 'gaussian').
       event_shape: the expected shape of one example, e.g. (28, 28, 1); None
         accepts any. [N, H, W] data get a channel axis first.
       test_fraction: for user data with no test part, the fraction of examples
@@ -210,7 +204,34 @@ def load(name_or_path, binarization=None, seed=0, split="full", likelihood="bern
 
     Returns:
       A `Dataset`.
+
+    Raises:
+      FileNotFoundError: a path that does not exist.
+      ValueError: bad options, or a corrupt file, wrong dtype or shape, NaN/Inf,
+        values outside the likelihood's support or integers outside [0, 255].
     """
+    _check_options(binarization, split, test_fraction, likelihood)
+    name, (x_train, y_train), (x_test, y_test) = _read(name_or_path, likelihood, test_fraction)
+    if event_shape is not None and tuple(x_train.shape[1:]) != tuple(event_shape):
+        raise ValueError(
+            f"{name}: examples have shape {tuple(x_train.shape[1:])}, but "
+            f"event_shape={tuple(event_shape)} was asked for."
+        )
+    (x_train, y_train), (x_valid, y_valid) = _hold_out(x_train, y_train, split, name)
+    if binarization is not None:
+        x_test = binarize(x_test, TEST_BINARIZATION_SEED)
+        if x_valid is not None:
+            x_valid = binarize(x_valid, TEST_BINARIZATION_SEED + 1)
+        if binarization == "static":
+            x_train = binarize(x_train, seed)
+    sizes = {"num_train": int(len(x_train)), "num_valid": 0 if x_valid is None else
+             int(len(x_valid)), "num_test": int(len(x_test))}
+    protocol = _protocol(name, binarization, seed, split, x_valid is not None, sizes,
+                         list(x_train.shape[1:]))
+    return Dataset(x_train, y_train, x_test, y_test, name, x_valid, y_valid, protocol)
+
+
+def _check_options(binarization, split, test_fraction, likelihood):
     if binarization not in BINARIZATIONS:
         raise ValueError(f"binarization must be one of {BINARIZATIONS}, got {binarization!r}.")
     if split not in SPLITS:
@@ -223,44 +244,41 @@ def load(name_or_path, binarization=None, seed=0, split="full", likelihood="bern
             f"likelihood, not {likelihood!r}."
         )
 
+
+def _read(name_or_path, likelihood, test_fraction):
+    """(name, (x_train, y_train), (x_test, y_test)) of a registered name or a path."""
     if name_or_path in names.DATASETS:
         name = names.DATASETS.canonical(name_or_path)
         (x_train, y_train), (x_test, y_test) = names.DATASETS.get(name)()
-        x_train, x_test = _scale_images(x_train), _scale_images(x_test)
-    elif isinstance(name_or_path, (str, os.PathLike)):
+        return name, (_scale_images(x_train), y_train), (_scale_images(x_test), y_test)
+    if isinstance(name_or_path, (str, os.PathLike)):
         path = pathlib.Path(name_or_path).expanduser()
-        name = str(path)
-        x_train, y_train, x_test, y_test = _load_user_data(path, likelihood, test_fraction)
-    else:
-        raise TypeError(
-            f"load() takes a name ({', '.join(names.DATASETS.names())}) or a path, "
-            f"got {type(name_or_path)}."
-        )
-    if event_shape is not None and tuple(x_train.shape[1:]) != tuple(event_shape):
+        x_train, y_train, x_test, y_test = _data_files.load_user_data(
+            path, likelihood, test_fraction)
+        return str(path), (x_train, y_train), (x_test, y_test)
+    raise TypeError(
+        f"load() takes a name ({', '.join(names.DATASETS.names())}) or a path, "
+        f"got {type(name_or_path)}."
+    )
+
+
+def _hold_out(x_train, y_train, split, name):
+    """((x_train, y_train), (x_valid, y_valid)): split='iwae' keeps the last 400 apart."""
+    if split != "iwae":
+        return (x_train, y_train), (None, None)
+    if len(x_train) <= IWAE_VALIDATION_SIZE:
         raise ValueError(
-            f"{name}: examples have shape {tuple(x_train.shape[1:])}, but "
-            f"event_shape={tuple(event_shape)} was asked for."
+            f"split='iwae' holds out the last {IWAE_VALIDATION_SIZE} training images, "
+            f"but {name} has only {len(x_train)}."
         )
+    cut = len(x_train) - IWAE_VALIDATION_SIZE
+    y_parts = (None, None) if y_train is None else (y_train[:cut], y_train[cut:])
+    return (x_train[:cut], y_parts[0]), (x_train[cut:], y_parts[1])
 
-    x_valid = y_valid = None
-    if split == "iwae":
-        if len(x_train) <= IWAE_VALIDATION_SIZE:
-            raise ValueError(
-                f"split='iwae' holds out the last {IWAE_VALIDATION_SIZE} training images, "
-                f"but {name} has only {len(x_train)}."
-            )
-        x_valid, x_train = x_train[-IWAE_VALIDATION_SIZE:], x_train[:-IWAE_VALIDATION_SIZE]
-        if y_train is not None:
-            y_valid, y_train = y_train[-IWAE_VALIDATION_SIZE:], y_train[:-IWAE_VALIDATION_SIZE]
 
-    if binarization is not None:
-        x_test = binarize(x_test, TEST_BINARIZATION_SEED)
-        if x_valid is not None:
-            x_valid = binarize(x_valid, TEST_BINARIZATION_SEED + 1)
-        if binarization == "static":
-            x_train = binarize(x_train, seed)
-
-    protocol = {
+def _protocol(name, binarization, seed, split, has_valid, sizes, event_shape):
+    """How the data were made: goes into evaluation reports as is."""
+    return {
         "data": name,
         "binarization": binarization,
         "train_binarization_seed": seed if binarization == "static" else None,
@@ -268,14 +286,11 @@ def load(name_or_path, binarization=None, seed=0, split="full", likelihood="bern
         if binarization == "dynamic" else None,
         "test_binarization_seed": TEST_BINARIZATION_SEED if binarization else None,
         "validation_binarization_seed": TEST_BINARIZATION_SEED + 1
-        if binarization and x_valid is not None else None,
+        if binarization and has_valid else None,
         "split": split,
-        "num_train": int(len(x_train)),
-        "num_valid": 0 if x_valid is None else int(len(x_valid)),
-        "num_test": int(len(x_test)),
-        "event_shape": list(x_train.shape[1:]),
+        **sizes,
+        "event_shape": event_shape,
     }
-    return Dataset(x_train, y_train, x_test, y_test, name, x_valid, y_valid, protocol)
 
 
 @names.DATASETS.register("embedded",
@@ -315,201 +330,12 @@ names.DATASETS.add("fashion_mnist", _keras_dataset("fashion_mnist"),
 NAMES = names.DATASETS.names()
 
 
-def unit_interval_likelihood(likelihood):
-    """True if the named likelihood's support is [0, 1] (binarised data fit it)."""
-    return tuple(names.LIKELIHOODS.get(likelihood).support) == (0.0, 1.0)
-
-
 def _scale_images(x):
     """uint8 [N, H, W] -> float32 [N, H, W, 1] in [0, 1]."""
     x = np.asarray(x)
     if x.ndim == 3:
         x = x[..., None]
     return (x.astype("float32") / 255.0).astype("float32")
-
-
-# --------------------------------------------------------------------------- user data
-
-
-def _load_user_data(path, likelihood, test_fraction):
-    if not path.exists():
-        known = ", ".join(names.DATASETS.names())
-        hint = "" if path.suffix else f" (data set names: {known})"
-        raise FileNotFoundError(f"No such data file or folder: {str(path)!r}{hint}.")
-    if path.is_dir():
-        x, y = _read_image_folder(path)
-        x_test = y_test = None
-    elif path.suffix.lower() == ".npy":
-        x, y, x_test, y_test = _read_npy(path), None, None, None
-    elif path.suffix.lower() == ".npz":
-        x, y, x_test, y_test = _read_npz(path)
-    else:
-        raise ValueError(
-            f"{str(path)!r}: unknown data format {path.suffix!r}; use a .npy or .npz "
-            "array or a folder of images."
-        )
-    x = check_images(x, f"{path.name}", likelihood)
-    y = _check_labels(y, len(x), f"{path.name} labels")
-    if x_test is None:
-        n_test = int(round(len(x) * float(test_fraction)))
-        x, x_test = x[: len(x) - n_test], x[len(x) - n_test:]
-        if y is not None:
-            y, y_test = y[: len(y) - n_test], y[len(y) - n_test:]
-    else:
-        x_test = check_images(x_test, f"{path.name} x_test", likelihood)
-        if x_test.shape[1:] != x.shape[1:]:
-            raise ValueError(
-                f"{path.name}: x_test examples have shape {x_test.shape[1:]}, but the "
-                f"training examples {x.shape[1:]}."
-            )
-        y_test = _check_labels(y_test, len(x_test), f"{path.name} y_test")
-    return x, y, x_test, y_test
-
-
-def _read_npy(path):
-    try:
-        return np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as error:
-        raise ValueError(f"{str(path)!r} is not a readable .npy array (corrupt?): {error}") from error
-
-
-def _read_npz(path):
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {key: f[key] for key in f.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
-        raise ValueError(f"{str(path)!r} is not a readable .npz archive (corrupt?): {error}") from error
-    if "x_train" in arrays:
-        return (arrays["x_train"], arrays.get("y_train"), arrays.get("x_test"),
-                arrays.get("y_test"))
-    if "x" in arrays:
-        return arrays["x"], arrays.get("y"), None, None
-    if len(arrays) == 1:
-        return next(iter(arrays.values())), None, None, None
-    raise ValueError(
-        f"{str(path)!r} holds arrays {sorted(arrays)}; expected 'x_train' (with optional "
-        "'y_train', 'x_test', 'y_test'), or 'x' (with optional 'y'), or a single array."
-    )
-
-
-def _read_image_folder(path):
-    from PIL import Image, UnidentifiedImageError
-
-    files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    classes = sorted(p.name for p in path.iterdir() if p.is_dir())
-    labelled = []
-    for label, cls in enumerate(classes):
-        labelled += [(p, label) for p in sorted((path / cls).iterdir())
-                     if p.suffix.lower() in IMAGE_SUFFIXES]
-    if files and labelled:
-        raise ValueError(
-            f"{str(path)!r} mixes images and class sub-folders; use one or the other."
-        )
-    entries = [(p, None) for p in files] + labelled
-    if not entries:
-        raise ValueError(
-            f"{str(path)!r} holds no images ({', '.join(IMAGE_SUFFIXES)}), directly or in "
-            "class sub-folders."
-        )
-    images = []
-    for file, _ in entries:
-        try:
-            with Image.open(file) as image:
-                image.load()
-                mode = "L" if image.mode in ("1", "L", "P", "I", "I;16", "F", "LA") else "RGB"
-                images.append(np.asarray(image.convert(mode)))
-        except (UnidentifiedImageError, OSError, SyntaxError) as error:
-            raise ValueError(f"{str(file)!r} is not a readable image (corrupt?): {error}") from error
-    first_file, first = entries[0][0], images[0].shape
-    for (file, _), image in zip(entries, images):
-        if image.shape != first:
-            raise ValueError(
-                f"{str(path)!r}: the images differ in shape: {first_file.name} is {first}, "
-                f"{file.name} is {image.shape}. Resize them to one size first."
-            )
-    x = np.stack(images)
-    y = None if not labelled else np.array([label for _, label in entries], "int64")
-    return x, y
-
-
-def check_images(x, name="x", likelihood="bernoulli"):
-    r"""Checks and converts user images to float32 [N, H, W, C] for a likelihood.
-
-    ```none
-    bool                    -> 0.0 / 1.0
-    integers in [0, 1]      -> as they are (binary data)
-    integers in [0, 255]    -> x / 255
-    floats                  -> as they are; finite; in [0, 1] for binary likelihoods
-    [N, H, W]               -> [N, H, W, 1]
-    ```
-
-    Raises:
-      ValueError: naming the problem (dtype, shape, empty, NaN/Inf, range).
-    """
-    x = np.asarray(x)
-    if x.dtype.kind not in "biuf":
-        raise ValueError(f"{name} has dtype {x.dtype}; expected numbers (uint8 or float).")
-    if x.ndim not in (3, 4):
-        raise ValueError(
-            f"{name} has shape {x.shape}; expected images [N, H, W] or [N, H, W, C] "
-            "(a batch of examples first)."
-        )
-    if x.ndim == 4 and x.shape[-1] not in (1, 2, 3, 4):
-        raise ValueError(
-            f"{name} has shape {x.shape}: {x.shape[-1]} channels; expected [N, H, W, C] "
-            "with C in 1..4 (channels last)."
-        )
-    if x.shape[0] == 0 or x.size == 0:
-        raise ValueError(f"{name} is empty (shape {x.shape}).")
-    x = _check_values(x, name, likelihood)
-    return x[..., None] if x.ndim == 3 else x
-
-
-def _check_values(x, name, likelihood):
-    """dtype and range of `check_images`: returns float32 values or raises ValueError."""
-    if x.dtype.kind == "b":
-        return x.astype("float32")
-    if x.dtype.kind in "iu":
-        low, high = int(x.min()), int(x.max())
-        if low < 0 or high > 255:
-            raise ValueError(
-                f"{name} holds integers in [{low}, {high}]; integer images must be 0-255 "
-                "pixels (or 0/1)."
-            )
-        return x.astype("float32") / (255.0 if high > 1 else 1.0)
-    check_finite(x, name)  # before the cast: float64 values beyond float32 are an error too
-    if np.abs(x).max() > np.finfo("float32").max:
-        raise ValueError(f"{name} has values beyond the float32 range (max |x| {np.abs(x).max()!r}).")
-    x = x.astype("float32")
-    if unit_interval_likelihood(likelihood):
-        if x.max() > 1.0:
-            raise ValueError(
-                f"{name} has values above 1 (max {float(x.max())!r}); the {likelihood} "
-                "likelihood needs values in [0, 1]: divide 0-255 images by 255."
-            )
-        if x.min() < 0.0:
-            raise ValueError(
-                f"{name} has negative values (min {float(x.min())!r}); the {likelihood} "
-                "likelihood needs values in [0, 1]."
-            )
-    return x
-
-
-def _check_labels(y, n, name):
-    if y is None:
-        return None
-    y = np.asarray(y)
-    if y.shape != (n,):
-        raise ValueError(f"{name} have shape {y.shape}; expected ({n},), one per example.")
-    return y
-
-
-def _check_unit_interval(x, name):
-    if x.size and not (np.all(np.isfinite(x)) and x.min() >= 0.0 and x.max() <= 1.0):
-        raise ValueError(
-            f"{name} must hold values in [0, 1] to binarise (probabilities); got values in "
-            f"[{float(np.nanmin(x))!r}, {float(np.nanmax(x))!r}] or NaN."
-        )
 
 
 __all__ = [

@@ -8,26 +8,10 @@ scale), and builds a distribution whose event shape is `event_shape`, so
 
 import numpy as np
 
-from keras_vae import names
+from keras_vae import names, validation
 from keras_vae._backend import keras, tf, tfd
-
-
-def _as_array(x):
-    return x.numpy() if hasattr(x, "numpy") else np.asarray(x)
-
-
-def check_finite(x, name="x"):
-    """Raises ValueError if `x` holds NaN or Inf, saying how many and where the first is."""
-    x = _as_array(x)
-    if np.issubdtype(x.dtype, np.floating):
-        bad = ~np.isfinite(x)
-        if bad.any():
-            first = tuple(int(i) for i in np.argwhere(bad)[0])
-            kind = "NaN" if np.isnan(x[first]) else "Inf"
-            raise ValueError(
-                f"{name} contains {int(bad.sum())} non-finite values (NaN or Inf); "
-                f"the first is {kind} at index {first}."
-            )
+# keras_vae.likelihoods.check_finite was public before it moved to keras_vae.validation.
+from keras_vae.validation import check_finite  # noqa: F401
 
 
 class Likelihood(keras.layers.Layer):
@@ -55,23 +39,12 @@ class Likelihood(keras.layers.Layer):
         raise NotImplementedError
 
     def validate(self, x, name="x"):
-        """Checks data for this likelihood; raises ValueError naming the problem."""
-        x = _as_array(x)
-        low, high = self.support
-        if high == 1.0 and np.issubdtype(x.dtype, np.integer) and x.size and x.max() > 1:
-            raise ValueError(
-                f"{name} holds integer values up to {int(x.max())} (dtype {x.dtype}); the "
-                f"{type(self).__name__} likelihood needs values in [0, 1]: divide 0-255 "
-                "images by 255 or binarise them (keras_vae.data.binarize)."
-            )
-        check_finite(x, name)
-        if x.size == 0:
-            return
-        if low is not None and x.min() < low or high is not None and x.max() > high:
-            raise ValueError(
-                f"{name} has values in [{x.min()!r}, {x.max()!r}], outside the support "
-                f"[{low}, {high}] of the {type(self).__name__} likelihood."
-            )
+        """Checks data for this likelihood; raises ValueError naming the problem.
+
+        The rule is `support` (`keras_vae.validation.check_support`); a subclass
+        with other constraints (counts, say) overrides this method.
+        """
+        validation.check_support(x, self, name)
 
     def _event_ndims(self):
         return len(self.event_shape)
@@ -107,7 +80,6 @@ class BernoulliLikelihood(Likelihood):
         return {"probs": tf.sigmoid(params), "logits": params}
 
 
-
 @keras.saving.register_keras_serializable(package="keras_vae")
 @names.LIKELIHOODS.register("continuous_bernoulli")
 class ContinuousBernoulliLikelihood(Likelihood):
@@ -131,7 +103,6 @@ class ContinuousBernoulliLikelihood(Likelihood):
 
     def parameters(self, params):
         return {"mean": self.mean(params), "logits": params}
-
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
@@ -169,6 +140,7 @@ class GaussianLikelihood(Likelihood):
         self.built = True
 
     def stddev(self):
+        """The standard deviation s, a scalar or [*event_shape] when learned."""
         if self.learn_scale:
             return tf.nn.softplus(tf.cast(self.raw_scale, "float32")) + self.min_scale
         return tf.constant(self.scale, "float32")
@@ -192,10 +164,28 @@ class GaussianLikelihood(Likelihood):
 
 
 def get(identifier, event_shape):
-    """Returns a likelihood from a registered name (`names.LIKELIHOODS`), a config dict or a layer."""
+    """Returns a likelihood layer from a name, a config dict or a layer.
+
+    Args:
+      identifier: a name registered in `names.LIKELIHOODS` (None: 'bernoulli'), a
+        serialised config dict, or a `Likelihood` (returned as is).
+      event_shape: the shape of one example, passed to a likelihood built by name.
+
+    Returns:
+      A `Likelihood` layer.
+
+    Raises:
+      ValueError: an unknown name (the message lists the registered ones).
+    """
     if isinstance(identifier, Likelihood):
         return identifier
     if isinstance(identifier, dict):
         return keras.saving.deserialize_keras_object(identifier)
     return names.LIKELIHOODS.build(identifier or "bernoulli",
                                    {"event_shape": event_shape}, name="likelihood")
+
+
+__all__ = [
+    "Likelihood", "BernoulliLikelihood", "ContinuousBernoulliLikelihood", "GaussianLikelihood",
+    "get",
+]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from keras_vae import objectives
-from linear_gaussian import log_marginal, make_problem, make_vae, sample_data
+from support.linear_gaussian import log_marginal, make_problem, make_vae, sample_data
 
 
 @pytest.fixture(scope="module")

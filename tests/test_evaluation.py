@@ -11,7 +11,7 @@ import keras_vae
 from keras_vae import data as data_lib
 from keras_vae import evaluation
 from keras_vae._backend import keras
-from helpers_linear_gaussian import LinearGaussian
+from support.linear_gaussian import LinearGaussian
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 import keras_vae
 from keras_vae import objectives
-from linear_gaussian import make_problem, make_vae, sample_data
+from support.linear_gaussian import make_problem, make_vae, sample_data
 
 
 def _reference_logmeanexp(a, axis):

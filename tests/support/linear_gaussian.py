@@ -1,4 +1,4 @@
-r"""A linear-Gaussian VAE whose marginal and posterior are known in closed form (float64 numpy).
+r"""The reference oracle: a linear-Gaussian VAE whose marginal and posterior are closed forms.
 
 ```none
 z ~ N(0, I_d),   x | z ~ N(W z + b, s^2 I_D)
@@ -7,13 +7,19 @@ p(z|x) = N(z; Sigma W^T (x - b) / s^2, Sigma),   Sigma = (I + W^T W / s^2)^-1
 ```
 
 W has orthogonal columns with norms c_j, so Sigma = diag(s^2 / (s^2 + c_j^2)) is
-diagonal and a diagonal-Gaussian encoder can represent the exact posterior. A
-column with c_j = 0 is a dead unit: E[z_j|x] = 0 for every x. For x ~ p(x),
-Var_x(E[z_j|x]) = c_j^2 / (c_j^2 + s^2).
+diagonal and the package's diagonal-Gaussian posterior head can represent the
+exact posterior. A column with c_j = 0 is a dead unit: E[z_j|x] = 0 for every x.
+For x ~ p(x), Var_x(E[z_j|x]) = c_j^2 / (c_j^2 + s^2). Every closed form is float64
+numpy, independent of the package; the Keras model is
 
-The Keras model: encoder = identity, posterior head = one Dense layer whose
-weights give the exact (or a deliberately wrong) posterior, decoder = Dense(W, b),
-likelihood = Gaussian with fixed scale s.
+```none
+encoder = identity,  posterior head = one Dense layer (the exact or a deliberately
+wrong posterior),    decoder = Dense(W, b),    likelihood = Gaussian, fixed scale s
+```
+
+Two ways in: the class `LinearGaussian` (by column norms, or `from_weights(w, b, s)`),
+and the functions `make_problem`, `log_marginal`, `sample_data`, `make_vae` over
+arrays (w, b, s), which are the class's closed forms.
 """
 
 import numpy as np
@@ -36,13 +42,24 @@ class LinearGaussian:
 
     def __init__(self, column_norms=(2.0, 1.0, 0.5), data_dim=8, noise_scale=0.5, seed=0):
         rng = np.random.default_rng(seed)
-        self.column_norms = np.asarray(column_norms, "float64")
-        self.latent_dim = len(self.column_norms)
-        self.data_dim = int(data_dim)
+        column_norms = np.asarray(column_norms, "float64")
+        q, _ = np.linalg.qr(rng.normal(size=(int(data_dim), int(data_dim))))
+        self._set(q[:, : len(column_norms)] * column_norms, rng.normal(size=int(data_dim)),
+                  noise_scale)
+
+    @classmethod
+    def from_weights(cls, w, b, noise_scale):
+        """The model of given W [D, d] (orthogonal columns), b [D] and s."""
+        model = cls.__new__(cls)
+        model._set(np.asarray(w, "float64"), np.asarray(b, "float64"), noise_scale)
+        return model
+
+    def _set(self, w, b, noise_scale):
+        self.w = w  # [D, d]
+        self.b = b  # [D]
         self.noise_scale = float(noise_scale)
-        q, _ = np.linalg.qr(rng.normal(size=(self.data_dim, self.data_dim)))
-        self.w = q[:, : self.latent_dim] * self.column_norms  # [D, d]
-        self.b = rng.normal(size=self.data_dim)
+        self.data_dim, self.latent_dim = w.shape
+        self.column_norms = np.sqrt(np.sum(w ** 2, axis=0))
 
     @property
     def posterior_variance(self):
@@ -96,3 +113,28 @@ class LinearGaussian:
         model.decoder.kernel.assign(self.w.T.astype("float32"))
         model.decoder.bias.assign(self.b.astype("float32"))
         return model
+
+
+def make_problem(dim_x=6, dim_z=3, noise_scale=0.7, seed=0):
+    """(W, b, s): W [dim_x, dim_z] with orthogonal columns of norms in [0.8, 2], b [dim_x]."""
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.normal(size=(dim_x, dim_z)))
+    lam = rng.uniform(0.8, 2.0, size=dim_z)
+    return q * lam, rng.normal(size=dim_x), noise_scale
+
+
+def log_marginal(x, w, b, s):
+    """The exact log p(x) per row of x, float64 [N]."""
+    return LinearGaussian.from_weights(w, b, s).marginal_log_prob(x)
+
+
+def sample_data(w, b, s, n, seed=1):
+    """x ~ p(x), float32 [n, D]."""
+    return LinearGaussian.from_weights(w, b, s).sample(n, seed=seed)
+
+
+def make_vae(w, b, s, loc_shift=0.0, scale_factor=1.0, objective="elbo", seed=None, **kwargs):
+    """A `keras_vae.VAE` whose decoder is (W, b, s) and whose encoder gives the exact
+    posterior, or a wrong one (loc + loc_shift, scale * scale_factor)."""
+    return LinearGaussian.from_weights(w, b, s).vae(loc_shift, scale_factor, objective,
+                                                    seed=seed, **kwargs)
