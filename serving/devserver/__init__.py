@@ -4,8 +4,8 @@
 `keras_vae/serving/tf_serving/`). This server exists so that the exported
 SavedModel, the clients and their tests can run where no `tensorflow_model_server`
 binary is available (it is in no pip/npm/apt registry). It loads the SavedModel
-with plain `tf.saved_model.load` (no TensorFlow Probability, no Keras) and mirrors
-TF Serving's contract:
+with plain `tf.saved_model.load` (the graph needs neither Keras nor TensorFlow
+Probability) and mirrors TF Serving's contract:
 
 REST (default port 8501)::
 
