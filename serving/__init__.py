@@ -3,6 +3,8 @@
 * Production: TF Serving (the official ``tensorflow/serving`` image, 2.21 or newer) with
   the files in ``keras_vae/serving/tf_serving/`` (models.config, batching parameters,
   docker-compose.yml, docker-run.sh).
+* `ServingError` / `ServingConnectionError`: the one error family of the server and the
+  clients (a gRPC status code name, an HTTP status, the message).
 * `RestClient` / `GrpcClient`: clients for TF Serving's REST and gRPC APIs
   (``sample(n, temperature, seed)``, ``decode(z)``, ``status()``, ``metadata()``).
 * `ModelServer` / `serve`: a development server speaking the same REST and gRPC
@@ -12,8 +14,9 @@
   (``python -m keras_vae.serving web OUT``).
 """
 
-from keras_vae.serving.client import GrpcClient, RestClient, ServingConnectionError, ServingError
-from keras_vae.serving.server import ModelServer, serve
+from keras_vae.serving.client import GrpcClient, RestClient
+from keras_vae.serving.devserver import ModelServer, serve
+from keras_vae.serving.errors import ServingConnectionError, ServingError
 
 __all__ = ["GrpcClient", "RestClient", "ServingError", "ServingConnectionError",
            "ModelServer", "serve"]

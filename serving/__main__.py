@@ -8,8 +8,11 @@ Commands:
 
 import sys
 
+__all__ = ["main"]
+
 
 def main(argv=None):
+    """Runs one command (serve, web) with its arguments; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__.strip())

@@ -17,8 +17,8 @@ metadata. They retry connection failures (not server answers) with backoff,
 apply a timeout to every call, and raise `ServingError` carrying the server's
 ``{"error": ...}`` message and status code.
 
-The REST client's code uses only the standard library and numpy (http.client,
-keep-alive); the gRPC client needs ``grpcio`` and ``tensorflow-serving-api``.
+The REST client talks HTTP/1.1 keep-alive through `http.client`; the gRPC client needs
+``grpcio`` and ``tensorflow-serving-api``.
 """
 
 import http.client
@@ -30,29 +30,11 @@ import urllib.parse
 
 import numpy as np
 
-from keras_vae.serving._tensors import DTYPES, is_row_compatible, signature_summary
+from keras_vae.export import contract
+from keras_vae.serving import wire
+from keras_vae.serving.errors import ServingConnectionError, ServingError
 
 __all__ = ["ServingError", "ServingConnectionError", "RestClient", "GrpcClient"]
-
-
-class ServingError(Exception):
-    """The server refused or failed a request.
-
-    Attributes:
-      status: the HTTP status code (REST) or the gRPC status code name (gRPC).
-      message: the server's error message (TF Serving's ``{"error": message}``).
-      body: the raw response body (REST), if any.
-    """
-
-    def __init__(self, message, status=None, body=None):
-        super().__init__(f"[{status}] {message}" if status is not None else message)
-        self.message = message
-        self.status = status
-        self.body = body
-
-
-class ServingConnectionError(ServingError):
-    """The server could not be reached, after all retries."""
 
 
 class _BaseClient:
@@ -82,8 +64,8 @@ class _BaseClient:
         with self._lock:
             if self._signatures is None or refresh:
                 raw = self._signature_def_json()
-                self._signatures = {name: signature_summary(sig) for name, sig in raw.items()
-                                    if not name.startswith("__")}
+                self._signatures = {name: wire.signature_summary(sig)
+                                    for name, sig in raw.items() if not name.startswith("__")}
             return self._signatures
 
     def _signature(self, name):
@@ -93,7 +75,7 @@ class _BaseClient:
                                f"(it has {sorted(signatures)})")
         return signatures[name]
 
-    def predict(self, inputs, signature_name="serving_default", format="auto"):  # noqa: A002
+    def predict(self, inputs, signature_name=contract.SERVING_DEFAULT, format="auto"):  # noqa: A002
         """Runs a signature: `inputs` {name: array-like} -> {output name: numpy array}.
 
         format: "row" ("instances"), "column" ("inputs") or "auto" (row when the
@@ -104,10 +86,10 @@ class _BaseClient:
         arrays = {}
         for key, value in inputs.items():
             info = sig["inputs"].get(key)
-            dtype = DTYPES.get(info["dtype"]) if info else None
+            dtype = wire.DTYPES.get(info["dtype"]) if info else None
             arrays[key] = np.asarray(value, dtype=dtype)
         if format == "auto":
-            row = is_row_compatible(sig) and all(a.ndim >= 1 for a in arrays.values())
+            row = wire.is_row_compatible(sig) and all(a.ndim >= 1 for a in arrays.values())
         elif format in ("row", "column"):
             row = format == "row"
         else:
@@ -115,11 +97,11 @@ class _BaseClient:
         outputs = self._predict_arrays(signature_name, arrays, row)
         for key, value in outputs.items():
             info = sig["outputs"].get(key)
-            if info and info["dtype"] in DTYPES:
-                outputs[key] = value.astype(DTYPES[info["dtype"]], copy=False)
+            if info and info["dtype"] in wire.DTYPES:
+                outputs[key] = value.astype(wire.DTYPES[info["dtype"]], copy=False)
         return outputs
 
-    def decode(self, z, outputs="mean", signature_name="decode"):
+    def decode(self, z, outputs="mean", signature_name=contract.DECODE):
         """p(x|z)'s parameters for latents z [N, d].
 
         outputs: one output name (default "mean": a numpy array [N, *image_shape]),
@@ -128,11 +110,12 @@ class _BaseClient:
         z = np.asarray(z, dtype=np.float32)
         if z.ndim == 1:
             z = z[None]
-        result = self.predict({"z": z}, signature_name=signature_name)
+        (z_name,) = contract.INPUTS[contract.DECODE]
+        result = self.predict({z_name: z}, signature_name=signature_name)
         return result if outputs is None else result[outputs]
 
     def sample(self, n, temperature=1.0, seed=None, return_latents=False,
-               signature_name="sample"):
+               signature_name=contract.SAMPLE):
         """n images drawn from the prior at a temperature: numpy [n, *image_shape].
 
         seed: an int for reproducible draws (the same seed, the same images); None
@@ -140,9 +123,11 @@ class _BaseClient:
         """
         if seed is None:
             seed = secrets.randbits(62)
-        result = self.predict({"num_samples": int(n), "temperature": float(temperature),
-                               "seed": int(seed)}, signature_name=signature_name)
-        return (result["images"], result["z"]) if return_latents else result["images"]
+        n_name, t_name, seed_name = contract.INPUTS[contract.SAMPLE]
+        images, z = contract.OUTPUTS[contract.SAMPLE]
+        result = self.predict({n_name: int(n), t_name: float(temperature), seed_name: int(seed)},
+                              signature_name=signature_name)
+        return (result[images], result[z]) if return_latents else result[images]
 
     def _with_retries(self, call, what):
         delay = self.backoff
@@ -241,7 +226,7 @@ class RestClient(_BaseClient):
                 self._connection(fresh=True)
                 raise ServingConnectionError(
                     f"{method} {self.url}{path}: no answer within {self.timeout} s",
-                    status="DEADLINE_EXCEEDED") from err
+                    code="DEADLINE_EXCEEDED") from err
             except (ConnectionError, http.client.RemoteDisconnected,
                     http.client.CannotSendRequest, http.client.BadStatusLine,
                     OSError) as err:
@@ -259,7 +244,7 @@ class RestClient(_BaseClient):
         if status >= 400 or payload is None:
             message = (payload.get("error") if isinstance(payload, dict) else None) or \
                 raw.decode("utf-8", "replace")[:500] or f"HTTP {status}"
-            raise ServingError(message, status=status, body=raw)
+            raise ServingError(message, http_status=status, body=raw)
         return payload
 
     def status(self):
@@ -278,28 +263,9 @@ class RestClient(_BaseClient):
         return self.request("POST", self.model_path + ":predict", body)
 
     def _predict_arrays(self, signature_name, arrays, row):
-        if row:
-            sizes = {a.shape[0] for a in arrays.values()}
-            if len(sizes) != 1:
-                raise ValueError(f"row format needs one batch size, got {sorted(sizes)}")
-            (batch,) = sizes
-            columns = {k: v.tolist() for k, v in arrays.items()}
-            instances = [{k: columns[k][i] for k in columns} for i in range(batch)]
-            payload = self.predict_json({"signature_name": signature_name,
-                                         "instances": instances})
-            predictions = payload["predictions"]
-            if predictions and isinstance(predictions[0], dict):
-                keys = predictions[0].keys()
-                return {k: np.asarray([p[k] for p in predictions]) for k in keys}
-            (name,) = self._signature(signature_name)["outputs"]
-            return {name: np.asarray(predictions)}
-        payload = self.predict_json({"signature_name": signature_name,
-                                     "inputs": {k: v.tolist() for k, v in arrays.items()}})
-        outputs = payload["outputs"]
-        if isinstance(outputs, dict):
-            return {k: np.asarray(v) for k, v in outputs.items()}
-        (name,) = self._signature(signature_name)["outputs"]
-        return {name: np.asarray(outputs)}
+        body = (wire.row_request if row else wire.column_request)(signature_name, arrays)
+        return wire.response_outputs(self.predict_json(body),
+                                     self._signature(signature_name)["outputs"])
 
 
 # ---------------------------------------------------------------------------------- gRPC
@@ -360,7 +326,7 @@ class GrpcClient(_BaseClient):
                 if err.code() == grpc.StatusCode.UNAVAILABLE:
                     raise _Retryable(err.details()) from err
                 raise ServingError(err.details() or str(err.code()),
-                                   status=err.code().name) from None
+                                   code=err.code().name) from None
 
         return self._with_retries(once, f"{what} {self.target}")
 

@@ -2,9 +2,10 @@
 
 The page needs three things on one origin, and nothing from the internet:
 
-* ``/``        the page itself (``keras_vae/serving/web``: index.html, app.js, grid.mjs)
+* ``/``        the page itself (``keras_vae/serving/web``: index.html, app.js, grid.mjs,
+               manifest.mjs)
 * ``/ort/``    onnxruntime-web's ``dist`` files (from ``npm ci --prefix keras_vae/serving/node``)
-* ``/model/``  an export folder (``manifest.json``, ``onnx/sampler.onnx``, ...)
+* ``/model/``  an export folder (``manifest.json`` and the ONNX files it lists)
 
 ```
 python -m keras_vae.serving web out/ --port 8000     # then open http://127.0.0.1:8000/
@@ -15,18 +16,24 @@ python -m keras_vae.serving web out/ --build site/   # a static folder for any w
 import argparse
 import os
 import pathlib
-import shutil
-import sys
 import threading
 import urllib.parse
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
+
+from keras_vae import _util
+from keras_vae.export import contract
+from keras_vae.export import manifest as export_manifest
+from keras_vae.serving._http import QuietHTTPServer
+
+__all__ = ["WEB_DIR", "ORT_FILES", "PAGE_FILES", "ort_dir", "build_site", "make_server",
+           "serve_web", "main"]
 
 WEB_DIR = pathlib.Path(__file__).resolve().parent / "web"
 NODE_DIR = pathlib.Path(__file__).resolve().parent / "node"
 DEFAULT_ORT_DIR = NODE_DIR / "node_modules" / "onnxruntime-web" / "dist"
 #: The onnxruntime-web files the page loads (wasm backend, no threads, no WebGPU).
 ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
-PAGE_FILES = ("index.html", "app.js", "grid.mjs")
+PAGE_FILES = ("index.html", "app.js", "grid.mjs", "manifest.mjs")
 MIME_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
@@ -52,13 +59,22 @@ def ort_dir(path=None):
     return path
 
 
-def _check_export(export_dir):
-    export_dir = pathlib.Path(export_dir)
-    if not (export_dir / "manifest.json").is_file() or not (export_dir / "onnx").is_dir():
+def _onnx_files(export_dir):
+    """The export folder's ONNX files, {role: path}, read from its manifest.
+
+    Raises:
+      FileNotFoundError: no manifest, or no ONNX sampler in it or on disk.
+      keras_vae.export.manifest.ManifestError: a manifest this reader does not understand.
+    """
+    manifest = export_manifest.load(export_dir)
+    files = {role: export_manifest.onnx_file(manifest, role, export_dir)
+             for role in contract.ONNX_FILES
+             if contract.onnx_artefact(role) in manifest["artefacts"]}
+    if "sampler" not in files or not files["sampler"].is_file():
         raise FileNotFoundError(
-            f"{export_dir} is not an export folder (manifest.json and onnx/ expected; "
-            "write one with keras_vae.export.export_all)")
-    return export_dir
+            f"{export_dir} has no ONNX sampler (its manifest lists "
+            f"{sorted(manifest['artefacts'])}; export with formats including 'onnx')")
+    return files
 
 
 def build_site(export_dir, dest, ort_path=None):
@@ -67,20 +83,16 @@ def build_site(export_dir, dest, ort_path=None):
     Returns the folder; serve it with any static web server (``.wasm`` as
     application/wasm), e.g. ``python -m http.server -d DEST``.
     """
-    export_dir = _check_export(export_dir)
+    files = _onnx_files(export_dir)
     ort_path = ort_dir(ort_path)
+    export_dir = pathlib.Path(export_dir)
     dest = pathlib.Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in PAGE_FILES:
-        shutil.copy2(WEB_DIR / name, dest / name)
-    (dest / "ort").mkdir(exist_ok=True)
-    for name in ORT_FILES:
-        shutil.copy2(ort_path / name, dest / "ort" / name)
-    model = dest / "model"
-    (model / "onnx").mkdir(parents=True, exist_ok=True)
-    shutil.copy2(export_dir / "manifest.json", model / "manifest.json")
-    for onnx_file in (export_dir / "onnx").glob("*.onnx"):
-        shutil.copy2(onnx_file, model / "onnx" / onnx_file.name)
+    copies = {dest / name: WEB_DIR / name for name in PAGE_FILES}
+    copies.update({dest / "ort" / name: ort_path / name for name in ORT_FILES})
+    copies[dest / "model" / contract.MANIFEST_FILE] = export_dir / contract.MANIFEST_FILE
+    copies.update({dest / "model" / path.relative_to(export_dir): path for path in files.values()})
+    for target, source in copies.items():
+        _util.atomic_write_bytes(target, source.read_bytes())
     return dest
 
 
@@ -119,21 +131,13 @@ class _PageHandler(SimpleHTTPRequestHandler):
         super().end_headers()
 
 
-class _QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address):
-        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
-            super().handle_error(request, client_address)
-
-
 def make_server(export_dir, host="127.0.0.1", port=8000, ort_path=None):
     """A ThreadingHTTPServer for the page (not started; port 0 picks a free one)."""
-    export_dir = _check_export(export_dir).resolve()
-    roots = {"/ort/": ort_dir(ort_path).resolve(), "/model/": export_dir, "/": WEB_DIR}
+    _onnx_files(export_dir)
+    roots = {"/ort/": ort_dir(ort_path).resolve(), "/model/": pathlib.Path(export_dir).resolve(),
+             "/": WEB_DIR}
     handler = type("PageHandler", (_PageHandler,), {"roots": roots})
-    server = _QuietServer((host, int(port)), handler)
-    return server
+    return QuietHTTPServer((host, int(port)), handler)
 
 
 def serve_web(export_dir, host="127.0.0.1", port=8000, ort_path=None, block=True):
@@ -174,7 +178,7 @@ def main(argv=None):
             print(build_site(args.export_dir, args.build, args.ort_dir))
         else:
             serve_web(args.export_dir, args.host, args.port, args.ort_dir)
-    except FileNotFoundError as err:
+    except (FileNotFoundError, export_manifest.ManifestError) as err:
         raise SystemExit(f"keras-vae web: {err}") from None
     return 0
 

@@ -46,3 +46,14 @@ def mnist_binary():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def exported_vae(tmp_path_factory, mnist_binary):
+    """The export folder (manifest.json, savedmodel/vae/1, onnx/, tflite/) of a small VAE
+    trained on MNIST, written once per session by the real `keras_vae.export.export_all`."""
+    from serving_support import export_tiny_vae
+
+    out = tmp_path_factory.mktemp("export") / "out"
+    export_tiny_vae(out, mnist_binary)
+    return out

@@ -1,8 +1,6 @@
-"""Shared by test_serving.py, test_node.py and test_browser.py: one small trained VAE,
-exported once per test session with the real `keras_vae.export.export_all`.
-
-A fixture that calls `exported_vae(tmp_path_factory, mnist)` gets the same export
-folder in every test file of the session (memoised here, at module level).
+"""Shared by test_serving.py, test_node.py and test_browser.py: the small VAE that the
+session fixture `exported_vae` (conftest.py) trains and exports once, the old export
+folder of tests/support/compat, and the checks for Node.js and onnxruntime.
 """
 
 import os
@@ -13,8 +11,12 @@ import subprocess
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SERVING = REPO / "serving"
 NODE_DIR = SERVING / "node"
+COMPAT = REPO / "tests" / "support" / "compat"
+#: An export folder written by the code before the redesign (do not modify).
+COMPAT_EXPORT = COMPAT / "export"
+#: Its reference values: z and vae_decode_mean = the decoder's mean at z.
+COMPAT_REFERENCE = COMPAT / "reference.npz"
 LATENT_DIM = 4
-_CACHE = {}
 
 
 def tiny_vae(x_train=None, epochs=3):
@@ -38,21 +40,15 @@ def tiny_vae(x_train=None, epochs=3):
     return model
 
 
-def exported_vae(tmp_path_factory, mnist_binary=None):
-    """The export folder of `tiny_vae` (manifest.json, savedmodel/vae/1, onnx/, tflite/)."""
-    if "out" not in _CACHE:
-        x_train = None if mnist_binary is None else mnist_binary[0][:1000]
-        model = tiny_vae(x_train)
-        out = tmp_path_factory.mktemp("export") / "out"
-        manifest = _export_all(model, out)
-        _CACHE["out"] = (out, manifest)
-    return _CACHE["out"]
+def export_tiny_vae(out, mnist_binary=None):
+    """Trains `tiny_vae` on 1,000 digits and exports it into `out` (name vae, version 1).
 
-
-def _export_all(model, out):
+    Returns the manifest.
+    """
     from keras_vae.export import export_all
 
-    return export_all(model, out, name="vae", version=1)
+    x_train = None if mnist_binary is None else mnist_binary[0][:1000]
+    return export_all(tiny_vae(x_train), out, name="vae", version=1)
 
 
 def require_tool(path_or_name, how):

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from serving_support import NODE_DIR, exported_vae, require_node_modules, require_tool
+from serving_support import NODE_DIR, require_node_modules, require_tool
 
 from keras_vae.serving import webapp
 
@@ -150,9 +150,9 @@ class DevTools:
 
 
 @pytest.fixture(scope="module")
-def page_url(tmp_path_factory, mnist_binary):
+def page_url(exported_vae):
     require_node_modules()
-    out, _ = exported_vae(tmp_path_factory, mnist_binary)
+    out = exported_vae
     server = webapp.serve_web(out, host="127.0.0.1", port=0, ort_path=ORT_DIR, block=False)
     yield f"http://127.0.0.1:{server.server_address[1]}/"
     server.shutdown()
@@ -284,9 +284,9 @@ def test_page_reaches_nothing_but_its_own_origin(browser, page_url):
     assert any(u.endswith("sampler.onnx") for u in urls)
 
 
-def test_build_site_is_self_contained(tmp_path_factory, mnist_binary, tmp_path):
+def test_build_site_is_self_contained(exported_vae, tmp_path):
     require_node_modules()
-    out, _ = exported_vae(tmp_path_factory, mnist_binary)
+    out = exported_vae
     site = webapp.build_site(out, tmp_path / "site", ort_path=ORT_DIR)
     for rel in ("index.html", "app.js", "grid.mjs", "ort/ort.wasm.min.mjs",
                 "ort/ort-wasm-simd-threaded.wasm", "model/manifest.json",

@@ -13,17 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from serving_support import LATENT_DIM, NODE_DIR, exported_vae, require_node_modules, \
-    require_tool, run
+from serving_support import COMPAT_EXPORT, COMPAT_REFERENCE, LATENT_DIM, NODE_DIR, \
+    require_node_modules, require_tool, run
 
 SCRIPT = NODE_DIR / "sample.mjs"
 IMAGE_SHAPE = (28, 28, 1)
-
-
-@pytest.fixture(scope="module")
-def export(tmp_path_factory, mnist_binary):
-    out, manifest = exported_vae(tmp_path_factory, mnist_binary)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -100,15 +94,15 @@ def test_npm_ci_needs_only_the_npm_registry(tmp_path):
 
 
 @pytest.mark.parametrize("runtime", ["node", "web"])
-def test_decode_matches_python_on_golden_vectors(export, node_modules, golden, runtime,
+def test_decode_matches_python_on_golden_vectors(exported_vae, node_modules, golden, runtime,
                                                 tmp_path):
     path, z = golden
     out = tmp_path / "result.json"
-    node_sample("--export-dir", export, "--runtime", runtime, "--golden", path,
+    node_sample("--export-dir", exported_vae, "--runtime", runtime, "--golden", path,
                 "--num-samples", 0, "--out", out)
     result = json.loads(out.read_text())
     assert result["runtime"] == runtime
-    want = onnx_python(export / "onnx" / "decoder.onnx", {"z": z})
+    want = onnx_python(exported_vae / "onnx" / "decoder.onnx", {"z": z})
     assert "mean" in result["decode"] and set(result["decode"]) == set(want)
     for key, value in want.items():
         got = array(result["decode"][key])
@@ -117,7 +111,7 @@ def test_decode_matches_python_on_golden_vectors(export, node_modules, golden, r
     # and the ONNX decoder agrees with the SavedModel TF Serving serves
     import tensorflow as tf
 
-    loaded = tf.saved_model.load(str(export / "savedmodel" / "vae" / "1"))
+    loaded = tf.saved_model.load(str(exported_vae / "savedmodel" / "vae" / "1"))
     tf_mean = loaded.signatures["decode"](z=tf.constant(z))["mean"].numpy()
     np.testing.assert_allclose(array(result["decode"]["mean"]), tf_mean, rtol=0, atol=1e-5)
 
@@ -126,13 +120,13 @@ def test_decode_matches_python_on_golden_vectors(export, node_modules, golden, r
 
 
 @pytest.mark.parametrize("runtime", ["node", "web"])
-def test_sampler_statistics_and_grid(export, node_modules, runtime, tmp_path):
+def test_sampler_statistics_and_grid(exported_vae, node_modules, runtime, tmp_path):
     n = 512
     stats = {}
     for temperature in (1.0, 0.5):
         out = tmp_path / f"sample_{temperature}.json"
         grid = tmp_path / f"grid_{temperature}.png"
-        node_sample("--export-dir", export, "--runtime", runtime, "--num-samples", n,
+        node_sample("--export-dir", exported_vae, "--runtime", runtime, "--num-samples", n,
                     "--temperature", temperature, "--out", out, "--grid", grid,
                     "--columns", 32)
         result = json.loads(out.read_text())
@@ -140,7 +134,7 @@ def test_sampler_statistics_and_grid(export, node_modules, runtime, tmp_path):
         assert images.shape == (n, *IMAGE_SHAPE) and z.shape == (n, LATENT_DIM)
         assert np.all(np.isfinite(images)) and images.min() >= 0 and images.max() <= 1
         # the images are the decoder's mean at the sampled latents
-        decoded = onnx_python(export / "onnx" / "decoder.onnx", {"z": z})["mean"]
+        decoded = onnx_python(exported_vae / "onnx" / "decoder.onnx", {"z": z})["mean"]
         np.testing.assert_allclose(images, decoded, rtol=0, atol=1e-5)
         stats[temperature] = (z.mean(), z.std(), images)
         picture = np.asarray(Image.open(grid).convert("L"), dtype=np.float32)
@@ -156,27 +150,44 @@ def test_sampler_statistics_and_grid(export, node_modules, runtime, tmp_path):
     assert images1.std(axis=0).mean() > 0.01
 
 
-def test_two_runs_draw_different_samples(export, node_modules, tmp_path):
+def test_two_runs_draw_different_samples(exported_vae, node_modules, tmp_path):
     draws = []
     for i in range(2):
         out = tmp_path / f"s{i}.json"
-        node_sample("--export-dir", export, "--num-samples", 8, "--out", out)
+        node_sample("--export-dir", exported_vae, "--num-samples", 8, "--out", out)
         draws.append(array(json.loads(out.read_text())["sample"]["z"]))
     assert not np.allclose(draws[0], draws[1]), "the sampler's random seed is fixed"
 
 
-def test_int8_sampler_runs(export, node_modules, tmp_path):
-    if not (export / "onnx" / "sampler_int8.onnx").is_file():
+def test_int8_sampler_runs(exported_vae, node_modules, tmp_path):
+    if not (exported_vae / "onnx" / "sampler_int8.onnx").is_file():
         pytest.fail("the export wrote no onnx/sampler_int8.onnx")
     out = tmp_path / "int8.json"
-    node_sample("--export-dir", export, "--sampler", "sampler_int8.onnx", "--num-samples", 64,
-                "--out", out, "--grid", tmp_path / "grid.pgm")
+    node_sample("--export-dir", exported_vae, "--sampler", "sampler_int8.onnx",
+                "--num-samples", 64, "--out", out, "--grid", tmp_path / "grid.pgm")
     result = json.loads(out.read_text())
     images, z = array(result["sample"]["images"]), array(result["sample"]["z"])
-    decoded = onnx_python(export / "onnx" / "decoder.onnx", {"z": z})["mean"]
+    decoded = onnx_python(exported_vae / "onnx" / "decoder.onnx", {"z": z})["mean"]
     assert np.abs(images - decoded).max() < 0.05        # int8 weights, float decoder
     header = (tmp_path / "grid.pgm").read_bytes()[:2]
     assert header == b"P5"
+
+
+def test_reads_an_export_folder_written_before_the_redesign(node_modules, tmp_path):
+    """tests/support/compat/export (the code at 75878b2): decode equals the reference
+    decoder mean on its latents, and the float and int8 samplers draw the right shapes."""
+    reference = np.load(COMPAT_REFERENCE)
+    z, want = reference["z"].astype("float32"), reference["vae_decode_mean"]
+    golden = tmp_path / "z.json"
+    golden.write_text(json.dumps({"z": z.tolist()}))
+    for sampler in ("sampler.onnx", "sampler_int8"):
+        out = tmp_path / f"{sampler}.json"
+        node_sample("--export-dir", COMPAT_EXPORT, "--golden", golden, "--num-samples", 6,
+                    "--sampler", sampler, "--out", out)
+        result = json.loads(out.read_text())
+        np.testing.assert_allclose(array(result["decode"]["mean"]), want, rtol=0, atol=1e-5)
+        assert array(result["sample"]["images"]).shape == (6, *IMAGE_SHAPE)
+        assert array(result["sample"]["z"]).shape == (6, z.shape[1])
 
 
 def test_script_errors_are_clear(tmp_path, node_modules):
@@ -184,5 +195,12 @@ def test_script_errors_are_clear(tmp_path, node_modules):
     assert result.returncode == 1 and "manifest.json" in result.stderr
     result = run(["node", str(SCRIPT), "--export-dir", tmp_path, "--num-samples", "-1"])
     assert result.returncode == 1 and "num-samples" in result.stderr
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "manifest.json").write_text(json.dumps({"format": "other/1"}))
+    result = run(["node", str(SCRIPT), "--export-dir", bad, "--num-samples", "2"])
+    assert result.returncode == 1 and "format" in result.stderr, result.stderr
+    result = run(["node", str(SCRIPT), "--export-dir", COMPAT_EXPORT, "--sampler", "nope"])
+    assert result.returncode == 1 and "sampler_int8.onnx" in result.stderr, result.stderr
     result = run(["node", str(SCRIPT), "--help"])
     assert result.returncode == 0 and "--export-dir" in result.stdout

@@ -23,10 +23,11 @@ import numpy as np
 import pytest
 import yaml
 
-from serving_support import LATENT_DIM, REPO, exported_vae
+from serving_support import COMPAT_EXPORT, COMPAT_REFERENCE, LATENT_DIM, REPO
 
-from keras_vae.serving import client as client_lib
-from keras_vae.serving._tensors import is_row_compatible
+import keras_vae.serving
+from keras_vae.serving import client as client_lib, errors
+from keras_vae.serving.wire import is_row_compatible
 from keras_vae.serving.client import GrpcClient, RestClient, ServingConnectionError, ServingError
 from keras_vae.serving.server import ModelServer, read_model_config
 
@@ -36,17 +37,11 @@ IMAGE_SHAPE = (28, 28, 1)
 
 
 @pytest.fixture(scope="module")
-def export(tmp_path_factory, mnist_binary):
-    out, manifest = exported_vae(tmp_path_factory, mnist_binary)
-    return out
-
-
-@pytest.fixture(scope="module")
-def reference(export):
+def reference(exported_vae):
     """The SavedModel's signatures, loaded in this process (the ground truth)."""
     import tensorflow as tf
 
-    loaded = tf.saved_model.load(str(export / "savedmodel" / "vae" / "1"))
+    loaded = tf.saved_model.load(str(exported_vae / "savedmodel" / "vae" / "1"))
 
     def run(signature, **inputs):
         fn = loaded.signatures[signature]
@@ -58,8 +53,8 @@ def reference(export):
 
 
 @pytest.fixture(scope="module")
-def server(export):
-    srv = ModelServer(model_base_path=export / "savedmodel" / "vae", model_name="vae",
+def server(exported_vae):
+    srv = ModelServer(model_base_path=exported_vae / "savedmodel" / "vae", model_name="vae",
                       max_num_samples=MAX_NUM_SAMPLES)
     srv.start(rest_port=0, grpc_port=0)
     yield srv
@@ -370,13 +365,14 @@ def test_client_retries_connection_errors_then_gives_up():
     g.close()
 
 
-def test_client_retry_reaches_a_server_that_comes_up_late(export):
+def test_client_retry_reaches_a_server_that_comes_up_late(exported_vae):
     port = _free_port()
     started = {}
 
     def start_later():
         time.sleep(0.5)
-        started["server"] = ModelServer(model_base_path=export / "savedmodel" / "vae").start(
+        started["server"] = ModelServer(
+            model_base_path=exported_vae / "savedmodel" / "vae").start(
             rest_port=port, grpc_port=-1)
 
     thread = threading.Thread(target=start_later)
@@ -411,18 +407,61 @@ def test_error_class_carries_the_server_message(rest):
     assert str(err.value).startswith("[400]")
 
 
+def test_one_error_family_for_server_and_clients(grpc_client, server):
+    assert keras_vae.serving.ServingError is client_lib.ServingError is errors.ServingError
+    assert issubclass(keras_vae.serving.ServingConnectionError, errors.ServingError)
+    # the server's own refusal: a code name and TF Serving's HTTP status for it
+    with pytest.raises(errors.ServingError) as err:
+        server.predict("vae", "decode", {"z": np.zeros((1, LATENT_DIM + 1), "float32")})
+    assert err.value.code == "INVALID_ARGUMENT" and err.value.http_status == 400
+    assert err.value.status == "INVALID_ARGUMENT" and "shape" in err.value.message
+    with pytest.raises(errors.ServingError) as err:
+        server.model("nope")
+    assert (err.value.code, err.value.http_status) == ("NOT_FOUND", 404)
+    # a gRPC client sees the same code and status
+    with pytest.raises(errors.ServingError) as err:
+        grpc_client.decode(np.zeros((1, LATENT_DIM + 1), "float32"))
+    assert (err.value.code, err.value.http_status) == ("INVALID_ARGUMENT", 400)
+
+
+def test_serves_an_export_folder_written_before_the_redesign():
+    """tests/support/compat/export (the code at 75878b2): its manifest names the SavedModel,
+    and decode over REST and gRPC equals the reference decoder mean."""
+    reference = np.load(COMPAT_REFERENCE)
+    z, want = reference["z"].astype("float32"), reference["vae_decode_mean"]
+    with ModelServer(model_base_path=COMPAT_EXPORT) as srv:
+        assert sorted(srv.models["vae"].versions) == [1]
+        rest = RestClient(f"http://127.0.0.1:{srv.rest_port}", model="vae")
+        np.testing.assert_allclose(rest.decode(z), want, rtol=0, atol=1e-5)
+        with GrpcClient(f"127.0.0.1:{srv.grpc_port}", model="vae") as grpc_client:
+            np.testing.assert_allclose(grpc_client.decode(z), want, rtol=0, atol=1e-5)
+            images = grpc_client.sample(5, seed=3)
+        assert images.shape == (5, *IMAGE_SHAPE)
+        assert {"decode", "sample", "encode", "serving_default"} <= set(rest.signatures())
+
+
+def test_export_folder_without_a_savedmodel_is_refused_clearly(tmp_path):
+    shutil.copytree(COMPAT_EXPORT, tmp_path / "out", ignore=shutil.ignore_patterns("savedmodel"))
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    del manifest["artefacts"]["savedmodel"]
+    (tmp_path / "out" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(errors.ServingError) as err:
+        ModelServer(model_base_path=tmp_path / "out")
+    assert err.value.code == "NOT_FOUND" and "savedmodel" in err.value.message
+
+
 # ------------------------------------------------------------------------ TF Serving files
 
 
-def test_models_config_versions_and_labels(export, tmp_path):
+def test_models_config_versions_and_labels(exported_vae, tmp_path):
     shipped = read_model_config(TF_SERVING / "models.config")
     assert [m["name"] for m in shipped] == ["vae"]
     assert shipped[0]["base_path"] == "/models/vae"
     assert shipped[0]["labels"] == {"stable": 1, "canary": 2}
     # the same config, pointed at a base path with two versions, served by the dev server
     base = tmp_path / "vae"
-    shutil.copytree(export / "savedmodel" / "vae" / "1", base / "1")
-    shutil.copytree(export / "savedmodel" / "vae" / "1", base / "2")
+    shutil.copytree(exported_vae / "savedmodel" / "vae" / "1", base / "1")
+    shutil.copytree(exported_vae / "savedmodel" / "vae" / "1", base / "2")
     text = (TF_SERVING / "models.config").read_text().replace('"/models/vae"', f'"{base}"')
     (tmp_path / "models.config").write_text(text)
     with ModelServer(model_config_file=tmp_path / "models.config") as srv:
@@ -481,8 +520,8 @@ def test_compose_file_and_docker_run_agree():
 # ------------------------------------------------------------------------ command line
 
 
-def test_command_line_serves_and_stops(export, tmp_path):
-    cmd = [sys.executable, "-m", "keras_vae.serving", "serve", str(export),
+def test_command_line_serves_and_stops(exported_vae, tmp_path):
+    cmd = [sys.executable, "-m", "keras_vae.serving", "serve", str(exported_vae),
            "--rest_api_port", "0", "--port", "-1", "--max_num_samples", "8"]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
     stderr = open(tmp_path / "stderr.txt", "w+")  # a file: a full pipe would block the child

@@ -5,10 +5,11 @@
 //   node sample.mjs --export-dir out --num-samples 64 --temperature 0.8 --grid grid.png
 //   node sample.mjs --export-dir out --golden z.json --out result.json
 //
-// Reads OUT/manifest.json and OUT/onnx/{decoder,sampler}.onnx as written by
-// `keras_vae.export.export_all`. Writes raw arrays as JSON ({name: {dims, data}}; the
-// float32 values are exact) and/or a grid of the sampled images as PNG (or PGM/PPM),
-// with Node's own zlib: no native dependency beyond onnxruntime itself.
+// Reads OUT/manifest.json (through ../web/manifest.mjs, the one JS manifest reader) and
+// the ONNX files it lists, as written by `keras_vae.export.export_all`. Writes raw
+// arrays as JSON ({name: {dims, data}}; the float32 values are exact) and/or a grid of
+// the sampled images as PNG (or PGM/PPM), with Node's own zlib: no native dependency
+// beyond onnxruntime itself. Every file is written atomically.
 //
 // Options:
 //   --export-dir DIR     export folder (manifest.json, onnx/)        [required]
@@ -16,7 +17,7 @@
 //   --golden FILE        JSON {"z": [[...], ...]}: run the decoder on these latents
 //   --num-samples N      run the sampler for N images (0: skip)      [default 16]
 //   --temperature T      the prior's scale factor                     [default 1]
-//   --sampler FILE       sampler file inside onnx/                    [default sampler.onnx]
+//   --sampler S          sampler role or file name (sampler_int8.onnx) [default sampler]
 //   --out FILE           write the arrays as JSON
 //   --grid FILE          write the samples as an image grid (.png, .pgm or .ppm)
 //   --columns C          grid columns                                 [default ceil(sqrt(N))]
@@ -27,12 +28,16 @@ import zlib from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 
 import { gridRGBA, imageShape, stats } from '../web/grid.mjs';
+import {
+  checkManifest, checkSampler, decoderInput, eventShape, latentDim, MANIFEST_FILE, onnxPath,
+  SAMPLER_INPUTS, sampler,
+} from '../web/manifest.mjs';
 
 const HELP = fs.readFileSync(fileURLToPath(import.meta.url), 'utf8')
   .split('\n').filter((l) => l.startsWith('//')).map((l) => l.slice(3)).join('\n');
 
 export function parseArgs(argv) {
-  const opts = { runtime: 'node', numSamples: 16, temperature: 1, sampler: 'sampler.onnx', columns: 0 };
+  const opts = { runtime: 'node', numSamples: 16, temperature: 1, sampler: 'sampler', columns: 0 };
   const names = {
     '--export-dir': 'exportDir', '--runtime': 'runtime', '--golden': 'golden',
     '--num-samples': 'numSamples', '--temperature': 'temperature', '--sampler': 'sampler',
@@ -71,23 +76,32 @@ export async function loadRuntime(name) {
   return mod.default ?? mod;
 }
 
-/** The manifest, plus the paths of the ONNX files it names (or the default layout). */
+/** The export folder's manifest, checked by the shared reader. */
 export function readManifest(exportDir) {
-  const file = path.join(exportDir, 'manifest.json');
-  if (!fs.existsSync(file)) throw new Error(`no manifest.json in ${exportDir} (run keras_vae.export.export_all first)`);
-  return JSON.parse(fs.readFileSync(file, 'utf8'));
+  const file = path.join(exportDir, MANIFEST_FILE);
+  if (!fs.existsSync(file)) {
+    throw new Error(`no ${MANIFEST_FILE} in ${exportDir} (run keras_vae.export.export_all first)`);
+  }
+  return checkManifest(JSON.parse(fs.readFileSync(file, 'utf8')), file);
 }
 
-/**
- * The path of an ONNX file: the manifest's artefacts entry for `role` (decoder,
- * sampler, sampler_int8) when the file name is the default one, else onnx/NAME.
- */
-export function onnxPath(exportDir, name, manifest = null) {
-  const role = name.replace(/\.onnx$/, '');
-  const listed = manifest && manifest.artefacts && manifest.artefacts[`onnx_${role}`];
-  const p = path.join(exportDir, listed && listed.path ? listed.path : path.join('onnx', name));
-  if (!fs.existsSync(p)) throw new Error(`no ${p}: export the model with ONNX first`);
+/** The absolute path of a file the manifest lists (relative, POSIX), checked to exist. */
+function exportFile(exportDir, rel) {
+  const p = path.join(exportDir, ...rel.split('/'));
+  if (!fs.existsSync(p)) throw new Error(`no ${p}: the manifest lists it, the folder lacks it`);
   return p;
+}
+
+/** Writes a file atomically: a temporary file beside it, then a rename. */
+function writeAtomic(file, data) {
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
+  try {
+    fs.writeFileSync(tmp, data);
+    fs.renameSync(tmp, file);
+  } catch (err) {
+    fs.rmSync(tmp, { force: true });
+    throw err;
+  }
 }
 
 async function session(ort, file) {
@@ -102,28 +116,28 @@ function asJSON(tensor) {
 }
 
 /** Runs the decoder on z ([N][d] nested arrays): {outputName: ort.Tensor}. */
-export async function decode(ort, exportDir, z, manifest = null) {
-  const sess = await session(ort, onnxPath(exportDir, 'decoder.onnx', manifest));
-  const latent = manifest && manifest.model && manifest.model.latent_dim;
-  const n = z.length;
-  const d = n ? z[0].length : 0;
-  const flat = new Float32Array(n * d);
-  if (latent && d !== latent) throw new Error(`z has ${d} columns; the model's latent_dim is ${latent}`);
+export async function decode(ort, exportDir, z, manifest) {
+  const sess = await session(ort, exportFile(exportDir, onnxPath(manifest, 'decoder')));
+  const d = latentDim(manifest);
+  const flat = new Float32Array(z.length * d);
   z.forEach((row, i) => {
-    if (row.length !== d) throw new Error(`golden z rows differ in length (${row.length} != ${d})`);
+    if (row.length !== d) {
+      throw new Error(`z row ${i} has ${row.length} columns; the model's latent_dim is ${d}`);
+    }
     flat.set(row, i * d);
   });
-  const feeds = { [sess.inputNames[0]]: new ort.Tensor('float32', flat, [n, d]) };
-  return sess.run(feeds);
+  return sess.run({ [decoderInput(manifest)]: new ort.Tensor('float32', flat, [z.length, d]) });
 }
 
-/** Runs the sampler: {images, z} as ort.Tensors. */
-export async function sample(ort, exportDir, numSamples, temperature, samplerFile = 'sampler.onnx',
-  manifest = null) {
-  const sess = await session(ort, onnxPath(exportDir, samplerFile, manifest));
+/** Runs a sampler (a role or file name, see manifest.mjs `sampler`): {images, z} as ort.Tensors. */
+export async function sample(ort, exportDir, numSamples, temperature, which, manifest) {
+  const { role, path: rel } = sampler(manifest, which);
+  checkSampler(manifest, role);
+  const sess = await session(ort, exportFile(exportDir, rel));
+  const [numSamplesInput, temperatureInput] = SAMPLER_INPUTS;
   return sess.run({
-    num_samples: new ort.Tensor('int64', BigInt64Array.from([BigInt(numSamples)]), []),
-    temperature: new ort.Tensor('float32', Float32Array.from([temperature]), []),
+    [numSamplesInput]: new ort.Tensor('int64', BigInt64Array.from([BigInt(numSamples)]), []),
+    [temperatureInput]: new ort.Tensor('float32', Float32Array.from([temperature]), []),
   });
 }
 
@@ -187,14 +201,14 @@ export function encodePNM(width, height, rgba, colour) {
 
 export function writeGrid(file, images, manifest, columns = 0) {
   const n = Number(images.dims[0]);
-  const shape = imageShape(manifest, Array.from(images.dims, Number));
+  const shape = imageShape(eventShape(manifest));
   const { width, height, rgba } = gridRGBA(images.data, n, shape, { columns });
   const ext = path.extname(file).toLowerCase();
   let bytes;
   if (ext === '.png') bytes = encodePNG(width, height, rgba);
   else if (ext === '.pgm' || ext === '.ppm') bytes = encodePNM(width, height, rgba, ext === '.ppm');
   else throw new Error(`--grid must end in .png, .pgm or .ppm, got ${file}`);
-  fs.writeFileSync(file, bytes);
+  writeAtomic(file, bytes);
   return { width, height };
 }
 
@@ -225,7 +239,7 @@ export async function main(argv) {
     console.error(`sampled ${opts.numSamples} images at T=${opts.temperature} in ${ms.toFixed(1)} ms ` +
       `(${opts.runtime}); z std ${result.sample_stats.z.std.toFixed(3)}`);
   }
-  if (opts.out) fs.writeFileSync(opts.out, JSON.stringify(result));
+  if (opts.out) writeAtomic(opts.out, JSON.stringify(result));
   else if (!opts.grid) console.log(JSON.stringify(result));
   return 0;
 }

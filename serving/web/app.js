@@ -4,13 +4,18 @@
 // Served by `python -m keras_vae.serving web OUT` (or any static server over the folder
 // that `keras_vae.serving.webapp.build_site` writes): ./ort/ holds onnxruntime-web's
 // dist files, ./model/ the export folder (manifest.json, onnx/). `?model=URL` points at
-// another export folder on the same origin.
+// another export folder on the same origin. The samplers and the image shape come from
+// the manifest, read by ./manifest.mjs.
 //
 // State for tests and scripts: document.documentElement.dataset.state is "loading",
 // "ready" or "error"; window.kvae holds {state, error, draws, stats, width, height}.
 
 import * as ort from './ort/ort.wasm.min.mjs';
 import { gridRGBA, imageShape, stats } from './grid.mjs';
+import {
+  checkManifest, checkSampler, eventShape, MANIFEST_FILE, SAMPLER_INPUTS, SAMPLER_OUTPUTS, sampler,
+  samplers,
+} from './manifest.mjs';
 
 const $ = (id) => document.getElementById(id);
 const kvae = (window.kvae = { state: 'loading', error: null, draws: 0, stats: null });
@@ -33,21 +38,9 @@ function setState(state, message) {
   el.classList.toggle('error', state === 'error');
 }
 
-function samplerFiles(m) {
-  // The export's manifest lists its ONNX files; fall back on the default layout.
-  const names = new Set();
-  const visit = (v) => {
-    if (typeof v === 'string' && /(^|\/)sampler[^/]*\.onnx$/.test(v)) names.add(v.split('/').pop());
-    else if (v && typeof v === 'object') Object.values(v).forEach(visit);
-  };
-  visit(m);
-  if (!names.size) names.add('sampler.onnx');
-  return [...names].sort((a, b) => a.length - b.length || a.localeCompare(b));
-}
-
 async function getSession(file) {
   if (!sessions.has(file)) {
-    const url = new URL(`onnx/${file}`, modelBase);
+    const url = new URL(sampler(manifest, file).path, modelBase);
     const response = await fetch(url);
     if (!response.ok) throw new Error(`GET ${url}: HTTP ${response.status}`);
     const bytes = new Uint8Array(await response.arrayBuffer());
@@ -62,14 +55,16 @@ async function draw() {
   const temperature = Number($('temperature').value);
   const file = $('sampler').value;
   const session = await getSession(file);
+  const [numSamples, temperatureInput] = SAMPLER_INPUTS;
+  const [imagesOutput, zOutput] = SAMPLER_OUTPUTS;
   const t0 = performance.now();
   const out = await session.run({
-    num_samples: new ort.Tensor('int64', BigInt64Array.from([BigInt(n)]), []),
-    temperature: new ort.Tensor('float32', Float32Array.from([temperature]), []),
+    [numSamples]: new ort.Tensor('int64', BigInt64Array.from([BigInt(n)]), []),
+    [temperatureInput]: new ort.Tensor('float32', Float32Array.from([temperature]), []),
   });
   const ms = performance.now() - t0;
-  const images = out.images;
-  const shape = imageShape(manifest, Array.from(images.dims, Number));
+  const images = out[imagesOutput];
+  const shape = imageShape(eventShape(manifest));
   const { width, height, rgba } = gridRGBA(images.data, n, shape, { columns: side });
   const canvas = $('grid');
   canvas.width = width;
@@ -78,7 +73,7 @@ async function draw() {
   kvae.draws += 1;
   kvae.width = width;
   kvae.height = height;
-  kvae.stats = { images: stats(images.data), z: stats(out.z.data), ms, temperature, n, file };
+  kvae.stats = { images: stats(images.data), z: stats(out[zOutput].data), ms, temperature, n, file };
   setState('ready', `${n} samples at temperature ${temperature.toFixed(2)} from ${file} in ` +
     `${ms.toFixed(0)} ms (onnxruntime-web ${ort.env.versions?.web ?? ''}, wasm); ` +
     `z std ${kvae.stats.z.std.toFixed(3)}`);
@@ -102,11 +97,16 @@ function fail(err) {
 
 async function start() {
   setState('loading', 'loading the model…');
-  const response = await fetch(new URL('manifest.json', modelBase));
-  if (!response.ok) throw new Error(`GET ${new URL('manifest.json', modelBase)}: HTTP ${response.status}`);
-  manifest = await response.json();
+  const url = new URL(MANIFEST_FILE, modelBase);
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`GET ${url}: HTTP ${response.status}`);
+  manifest = checkManifest(await response.json(), url.href);
   const select = $('sampler');
-  for (const file of samplerFiles(manifest)) select.add(new Option(file, file));
+  for (const { role, file } of samplers(manifest)) {
+    checkSampler(manifest, role);
+    select.add(new Option(file, file));
+  }
+  if (!select.options.length) throw new Error(`${url.href} lists no ONNX sampler: export with ONNX`);
   const slider = $('temperature');
   const label = $('temperature-value');
   slider.addEventListener('input', () => {

@@ -2,11 +2,9 @@
 // lay out a batch of images [n, H, W, C] (values in [0, 1], NHWC, row-major) as one
 // RGBA grid. No dependencies, no DOM.
 
-/** Image height, width and channels from a manifest, falling back on the tensor's dims. */
-export function imageShape(manifest, dims) {
-  const fromManifest = manifest && (manifest.image_shape || manifest.event_shape ||
-    (manifest.model && (manifest.model.image_shape || manifest.model.event_shape)));
-  let shape = fromManifest ? Array.from(fromManifest, Number) : Array.from(dims.slice(1), Number);
+/** Image height, width and channels of an event shape ([H, W, C], [H, W] or [n]). */
+export function imageShape(eventShape) {
+  let shape = Array.from(eventShape, Number);
   if (shape.length === 2) shape = [shape[0], shape[1], 1];
   if (shape.length === 1) shape = [1, shape[0], 1];
   if (shape.length !== 3) throw new Error(`cannot draw images of shape ${JSON.stringify(shape)}`);

@@ -1,0 +1,143 @@
+"""A development server that speaks TF Serving's REST and gRPC protocols.
+
+**Production is TF Serving** (the official `tensorflow/serving` image, see
+`keras_vae/serving/tf_serving/`). This server exists so that the exported
+SavedModel, the clients and their tests can run where no `tensorflow_model_server`
+binary is available (it is in no pip/npm/apt registry). It loads the SavedModel
+with plain `tf.saved_model.load` (the graph needs neither Keras nor TensorFlow
+Probability) and mirrors TF Serving's contract:
+
+REST (default port 8501)::
+
+    GET  /v1/models/NAME                         model status
+    GET  /v1/models/NAME/versions/N              status of one version
+    GET  /v1/models/NAME[/versions/N|/labels/L]/metadata     signatures
+    POST /v1/models/NAME[/versions/N|/labels/L]:predict
+         {"signature_name": "decode", "instances": [{"z": [...]}, ...]}   row format
+         {"signature_name": "sample", "inputs": {"num_samples": 4, ...}}  column format
+    -> {"predictions": [...]} / {"outputs": {...}}; errors: 4xx/5xx {"error": "..."}
+
+gRPC (default port 8500): `tensorflow.serving.PredictionService` (Predict,
+GetModelMetadata) and `tensorflow.serving.ModelService` (GetModelStatus).
+
+Guards a public service needs: a request body limit, a batch-size limit and a
+`num_samples` limit (any input named ``num_samples`` must lie in
+``[1, max_num_samples]``). Every malformed request gets a 4xx with a message and
+the server keeps serving; it is thread-safe and serves requests concurrently.
+
+The modules: `repository` (base paths, versions, labels, models.config), `core`
+(`ModelServer`: lookups, input checks, predict), `rest` and `grpc` (the front ends);
+the wire format is `keras_vae.serving.wire`, the errors `keras_vae.serving.errors`.
+
+Run it::
+
+    python -m keras_vae.serving serve --model_base_path out/savedmodel/vae --model_name vae
+    keras-vae serve ...            # the same, from the package's CLI
+"""
+
+import argparse
+import logging
+import os
+
+from keras_vae.serving.devserver.core import (DEFAULT_GRPC_PORT, DEFAULT_MAX_BATCH_SIZE,
+                                              DEFAULT_MAX_NUM_SAMPLES, DEFAULT_REST_PORT,
+                                              ModelServer)
+from keras_vae.serving.devserver.repository import read_model_config
+from keras_vae.serving.errors import ServingError
+
+__all__ = ["ModelServer", "read_model_config", "serve", "main", "build_parser"]
+
+
+def build_parser(parser=None):
+    """The `serve` command's flags, named as tensorflow_model_server names them.
+
+    Args:
+      parser: an argparse parser to add them to (a new one when None).
+
+    Returns:
+      The parser.
+    """
+    parser = parser or argparse.ArgumentParser(
+        prog="keras-vae serve",
+        description="Development server speaking TF Serving's REST and gRPC APIs for an "
+                    "exported keras-vae SavedModel. Production is TF Serving: see "
+                    "keras_vae/serving/tf_serving/.")
+    parser.add_argument("path", nargs="?", default=None,
+                        help="export folder, TF Serving base path or numbered SavedModel "
+                             "(same as --model_base_path)")
+    parser.add_argument("--model_base_path", default=None,
+                        help="folder of numbered SavedModel versions (e.g. out/savedmodel/vae)")
+    parser.add_argument("--model_name", default="vae", help="model name in URLs (default vae)")
+    parser.add_argument("--model_config_file", default=None,
+                        help="TF Serving models.config (text proto) instead of a base path")
+    parser.add_argument("--port", type=int, default=DEFAULT_GRPC_PORT,
+                        help="gRPC port (default 8500; -1 turns gRPC off)")
+    parser.add_argument("--rest_api_port", type=int, default=DEFAULT_REST_PORT,
+                        help="REST port (default 8501; -1 turns REST off)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind (default 127.0.0.1; 0.0.0.0 for all)")
+    parser.add_argument("--max_num_samples", type=int, default=DEFAULT_MAX_NUM_SAMPLES,
+                        help="largest num_samples a request may ask for (default 1024)")
+    parser.add_argument("--max_batch_size", type=int, default=DEFAULT_MAX_BATCH_SIZE,
+                        help="largest batch an input may have (default 4096)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
+    return parser
+
+
+def serve(model_base_path=None, model_name="vae", *, model_config_file=None,
+          rest_port=DEFAULT_REST_PORT, grpc_port=DEFAULT_GRPC_PORT, host="127.0.0.1",
+          max_num_samples=DEFAULT_MAX_NUM_SAMPLES, max_batch_size=DEFAULT_MAX_BATCH_SIZE,
+          block=True):
+    """Starts the development server; blocks until Ctrl-C unless block=False.
+
+    Args:
+      model_base_path, model_name, model_config_file, max_num_samples, max_batch_size:
+        as for `ModelServer`.
+      rest_port, grpc_port: the ports (0 picks a free one, -1 turns that front end off).
+      host: the address to bind.
+      block: wait for Ctrl-C, then stop the server.
+
+    Returns:
+      The started `ModelServer` (call `.stop()` when block=False).
+
+    Raises:
+      ServingError: the models cannot be found or read.
+    """
+    server = ModelServer(model_base_path=model_base_path, model_name=model_name,
+                         model_config_file=model_config_file, max_num_samples=max_num_samples,
+                         max_batch_size=max_batch_size)
+    server.start(rest_port=rest_port, grpc_port=grpc_port, host=host)
+    print(f"keras-vae development server (production is TF Serving): "
+          f"REST http://{host}:{server.rest_port}/v1/models/"
+          f"{','.join(server.models)}  gRPC {host}:{server.grpc_port}", flush=True)
+    if block:
+        try:
+            server.wait()
+        finally:
+            server.stop()
+    return server
+
+
+def main(argv=None):
+    """Entry point of `keras-vae serve` and `python -m keras_vae.serving serve`.
+
+    Args:
+      argv: the command's arguments (`build_parser`'s flags); None reads sys.argv.
+
+    Returns:
+      0 after Ctrl-C; a refused model exits with its message (SystemExit).
+    """
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    base = args.model_base_path or args.path
+    if base is None and args.model_config_file is None:
+        build_parser().error("give an export folder, --model_base_path or --model_config_file")
+    try:
+        serve(base, args.model_name, model_config_file=args.model_config_file,
+              rest_port=args.rest_api_port, grpc_port=args.port, host=args.host,
+              max_num_samples=args.max_num_samples, max_batch_size=args.max_batch_size)
+    except ServingError as err:
+        raise SystemExit(f"keras-vae serve: {err.message}") from None
+    return 0

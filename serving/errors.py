@@ -1,0 +1,49 @@
+"""The one error family of keras_vae.serving, raised by the development server and the clients.
+
+A request the server refuses carries a gRPC status code name (``code``, as TF Serving
+spells it: ``INVALID_ARGUMENT``, ``NOT_FOUND``, ...) and the HTTP status TF Serving's REST
+API answers it with (``http_status``, from `keras_vae.serving.wire.HTTP_STATUS`). A REST
+client sees only the HTTP status and the body; a gRPC client sees only the code.
+"""
+
+__all__ = ["ServingError", "ServingConnectionError"]
+
+
+class ServingError(Exception):
+    """A serving request was refused or failed.
+
+    Args:
+      message: what went wrong (TF Serving's ``{"error": message}``).
+      code: the gRPC status code name (``"INVALID_ARGUMENT"``), when known.
+      http_status: the HTTP status code; by default TF Serving's status for `code`.
+      body: the raw response body (REST clients), if any.
+
+    Attributes:
+      status: the status as the transport spells it: `code` when known (the server,
+        gRPC clients), else `http_status` (REST clients).
+    """
+
+    def __init__(self, message, code=None, http_status=None, body=None):
+        self.message = message
+        self.code = code
+        self._http_status = http_status
+        self.body = body
+        status = self.status
+        super().__init__(f"[{status}] {message}" if status is not None else message)
+
+    @property
+    def http_status(self):
+        """The HTTP status: the one given, else TF Serving's for `code` (500 if unknown)."""
+        if self._http_status is not None or self.code is None:
+            return self._http_status
+        from keras_vae.serving.wire import HTTP_STATUS
+
+        return HTTP_STATUS.get(self.code, 500)
+
+    @property
+    def status(self):
+        return self.code if self.code is not None else self._http_status
+
+
+class ServingConnectionError(ServingError):
+    """The server could not be reached (after all retries) or did not answer in time."""
