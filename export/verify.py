@@ -39,6 +39,11 @@ DISTRIBUTION_FLOOR = 1e-4
 DISTRIBUTION_DRAWS = 2000
 #: The temperature at which sampling is compared.
 DISTRIBUTION_TEMPERATURE = 1.0
+#: Draws and seed of the reproducibility checks (the same seed twice, then SAMPLE_SEED + 1).
+SAMPLE_ROWS = 5
+SAMPLE_SEED = 1234
+#: The seed of the DISTRIBUTION_DRAWS draws of a seeded sampler.
+DRAWS_SEED = SAMPLE_SEED + 7
 
 
 class ExportCheckError(RuntimeError):
@@ -264,7 +269,8 @@ def result_lines(results):
 
 __all__ = [
     "DECODE_ATOL", "INT8_MAX_ERROR", "DISTRIBUTION_SIGMAS", "DISTRIBUTION_FLOOR",
-    "DISTRIBUTION_DRAWS", "DISTRIBUTION_TEMPERATURE", "VERIFY_ROWS", "VERIFY_SEED",
+    "DISTRIBUTION_DRAWS", "DISTRIBUTION_TEMPERATURE", "SAMPLE_ROWS", "SAMPLE_SEED", "DRAWS_SEED",
+    "VERIFY_ROWS", "VERIFY_SEED",
     "ExportCheckError", "tolerances", "max_abs_diff", "check_close", "check_outputs",
     "check_int8", "check_distribution", "verify_export_dir", "result_lines",
 ]
