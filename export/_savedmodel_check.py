@@ -43,7 +43,8 @@ C = _load_contract()
 
 
 def _run(signature, **inputs):
-    return {k: v.numpy() for k, v in signature(**{k: tf.constant(v) for k, v in inputs.items()}).items()}
+    outputs = signature(**{k: tf.constant(v) for k, v in inputs.items()})
+    return {k: v.numpy() for k, v in outputs.items()}
 
 
 def _sample(signatures, num_samples, temperature, seed):
@@ -63,9 +64,9 @@ def main(argv):
             out[f"{prefix}.{key}"] = value
 
     for name in (C.DECODE, C.SERVING_DEFAULT):
-        put(name, _run(signatures[name], **{C.Z: inputs["z"]}))
-    put(C.ENCODE, _run(signatures[C.ENCODE], **{C.X: inputs["x"]}))
-    n, t, seed = inputs["num_samples"], inputs["temperature"], inputs["seed"]
+        put(name, _run(signatures[name], **{C.Z: inputs[C.Z]}))
+    put(C.ENCODE, _run(signatures[C.ENCODE], **{C.X: inputs[C.X]}))
+    n, t, seed = inputs[C.NUM_SAMPLES], inputs[C.TEMPERATURE], inputs[C.SEED]
     put("sample_a", _sample(signatures, n, t, seed))
     put("sample_b", _sample(signatures, n, t, seed))
     put("sample_c", _sample(signatures, n, t, seed + 1))

@@ -139,7 +139,8 @@ def parser(prog="python -m keras_vae.export"):
     p.add_argument("model", help="a .keras file, or a run folder holding one (model.keras)")
     p.add_argument("--out", help="export folder (default: MODEL_DIR/export)")
     p.add_argument("--format", default="all",
-                   help="savedmodel, onnx, tflite or all; comma-separated for several (default all)")
+                   help="savedmodel, onnx, tflite or all; comma-separated for several "
+                   "(default all)")
     p.add_argument("--name", default="vae", help="SavedModel model name (default vae)")
     p.add_argument("--version", type=int, default=1, help="SavedModel version (default 1)")
     p.add_argument("--overwrite", action="store_true", help="replace existing artefacts")
@@ -173,7 +174,8 @@ def main(argv=None):
 
 def summary(manifest, out):
     """A header and one line per artefact (`manifest.summary_lines`)."""
-    return "\n".join([f"Exported to {out} ({MANIFEST}):", *manifest_lib.summary_lines(manifest, out)])
+    header = f"Exported to {out} ({MANIFEST}):"
+    return "\n".join([header, *manifest_lib.summary_lines(manifest, out)])
 
 
 __all__ = ["FORMATS", "MANIFEST", "normalize_formats", "export_all", "find_model", "parser",

@@ -84,7 +84,7 @@ def build(spec, artefacts, parity, sampling, tolerances, formats=None):
     }
     if formats is not None:
         manifest["formats"] = list(formats)
-        decoder = described.get(contract.onnx_artefact("decoder"))
+        decoder = described.get(contract.onnx_artefact(contract.ONNX_DECODER))
         if decoder is not None:  # as read back from the file
             manifest["onnx_opset"] = decoder["opset"]
     return _util.jsonable(manifest)
@@ -151,11 +151,11 @@ def check(manifest, where="the manifest"):
 
 def artefact(manifest, key):
     """The manifest entry (a dict) of artefact `key`; MissingArtefactError if absent."""
-    entry = (manifest.get("artefacts") or {}).get(key)
-    if entry is None:
-        raise MissingArtefactError(
-            f"The export has no {key!r} artefact (it holds {sorted(manifest.get('artefacts') or {})}); "
-            "export that format too.")
+    artefacts = manifest.get("artefacts") or {}
+    if key not in artefacts:
+        raise MissingArtefactError(f"The export has no {key!r} artefact (it holds "
+                                   f"{sorted(artefacts)}); export that format too.")
+    entry = artefacts[key]
     return entry
 
 

@@ -53,7 +53,9 @@ SEEDING = (
     "For draws identical across runtimes, draw z yourself and run decoder.onnx (exact): "
     "z = temperature * eps, eps ~ N(0, I) for the standard normal prior."
 )
-DECODER, SAMPLER, SAMPLER_INT8 = contract.ONNX_DECODER, contract.ONNX_SAMPLER, contract.ONNX_SAMPLER_INT8
+DECODER = contract.ONNX_DECODER
+SAMPLER = contract.ONNX_SAMPLER
+SAMPLER_INT8 = contract.ONNX_SAMPLER_INT8
 
 session = runtimes.onnx_session
 
@@ -144,7 +146,7 @@ def build_decoder(model, spec, opset=DEFAULT_OPSET):
 
 
 def build_sampler(model, spec, opset=DEFAULT_OPSET):
-    """sampler.onnx as a ModelProto, random seeds stripped: (num_samples, temperature) -> images, z."""
+    """sampler.onnx as a ModelProto, seeds stripped: (num_samples, temperature) -> images, z."""
     proto = convert(graphs.onnx_sampler_function(model, spec),
                     graphs.onnx_signatures(spec)[SAMPLER], opset)
     strip_random_seeds(proto)

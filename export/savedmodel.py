@@ -70,9 +70,11 @@ def run_in_fresh_process(path, reference):
     with tempfile.TemporaryDirectory(prefix="keras_vae_export_check_") as scratch:
         inputs = os.path.join(scratch, "inputs.npz")
         outputs = os.path.join(scratch, "outputs.npz")
-        np.savez(inputs, z=reference.z, x=reference.x, num_samples=verify.SAMPLE_ROWS,
-                 temperature=verify.DISTRIBUTION_TEMPERATURE, seed=verify.SAMPLE_SEED,
-                 draws=verify.DISTRIBUTION_DRAWS, draws_seed=verify.DRAWS_SEED)
+        np.savez(inputs, **{contract.Z: reference.z, contract.X: reference.x,
+                            contract.NUM_SAMPLES: verify.SAMPLE_ROWS,
+                            contract.TEMPERATURE: verify.DISTRIBUTION_TEMPERATURE,
+                            contract.SEED: verify.SAMPLE_SEED,
+                            "draws": verify.DISTRIBUTION_DRAWS, "draws_seed": verify.DRAWS_SEED})
         env = dict(os.environ)
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         try:
@@ -154,7 +156,8 @@ def check(path, reference):
     draws = _group(results, "draws")
     figures["sample_distribution"] = verify.check_distribution(
         f"{artefact} sample", draws[contract.IMAGES], reference.draws)
-    figures["sample_seed_check"] = {"seed": verify.SAMPLE_SEED, "z": a[contract.Z].tolist()}
+    figures["sample_seed_check"] = {contract.SEED: verify.SAMPLE_SEED,
+                                     contract.Z: a[contract.Z].tolist()}
     return figures
 
 
@@ -185,5 +188,5 @@ def export_savedmodel(model, base_dir, name="vae", version=1, overwrite=False):
     return str(target)
 
 
-__all__ = ["SIGNATURES", "CHECK_TIMEOUT", "SEEDING", "version_path", "write", "run_in_fresh_process",
-           "check", "export_savedmodel"]
+__all__ = ["SIGNATURES", "CHECK_TIMEOUT", "SEEDING", "version_path", "write",
+           "run_in_fresh_process", "check", "export_savedmodel"]

@@ -54,7 +54,8 @@ def _load(path):
         interp = interpreter(path)
         signatures = interp.get_signature_list()
     except Exception as error:
-        raise verify.ExportCheckError(f"{artefact}: the interpreter cannot load it: {error}") from error
+        raise verify.ExportCheckError(
+            f"{artefact}: the interpreter cannot load it: {error}") from error
     missing = sorted(set(SIGNATURES) - set(signatures))
     if missing:
         raise verify.ExportCheckError(f"{artefact}: signatures {missing} are missing.")
@@ -71,7 +72,8 @@ def _check_against_savedmodel(artefact, interp, loaded, z):
     first, again = (_sample(interp, verify.SAMPLE_ROWS, verify.SAMPLE_SEED) for _ in range(2))
     for key in contract.OUTPUTS[contract.SAMPLE]:
         if not np.array_equal(first[key], again[key]):
-            raise verify.ExportCheckError(f"{artefact} sample: the same seed gave different '{key}'.")
+            raise verify.ExportCheckError(
+                f"{artefact} sample: the same seed gave different '{key}'.")
     feeds = _sample_inputs(verify.SAMPLE_ROWS, verify.SAMPLE_SEED, verify.DISTRIBUTION_TEMPERATURE)
     tf_sample = loaded.signatures[contract.SAMPLE](**{k: tf.constant(v) for k, v in feeds.items()})
     figures["sample_z_max_abs_diff_vs_savedmodel"] = verify.check_close(

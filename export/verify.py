@@ -73,7 +73,8 @@ def max_abs_diff(what, got, want):
     got = np.asarray(got, "float64")
     want = np.asarray(want, "float64")
     if got.shape != want.shape:
-        raise ExportCheckError(f"{what}: shape {got.shape}, but the Keras model gives {want.shape}.")
+        raise ExportCheckError(
+            f"{what}: shape {got.shape}, but the Keras model gives {want.shape}.")
     if not np.all(np.isfinite(got)):
         raise ExportCheckError(
             f"{what}: {int((~np.isfinite(got)).sum())} non-finite values (NaN or Inf) in the "
@@ -157,7 +158,8 @@ def check_distribution(artefact, exported, reference):
             f"{mean_k.size}."
         )
     se_mean = np.sqrt(var_e / n_e + var_k / n_k)
-    se_var = np.sqrt(np.maximum(m4_e - var_e ** 2, 0) / n_e + np.maximum(m4_k - var_k ** 2, 0) / n_k)
+    se_var = np.sqrt(np.maximum(m4_e - var_e ** 2, 0) / n_e
+                     + np.maximum(m4_k - var_k ** 2, 0) / n_k)
     figures = {"draws": int(n_e)}
     for name, got, want, se in (("mean", mean_e, mean_k, se_mean),
                                 ("variance", var_e, var_k, se_var)):
@@ -165,7 +167,8 @@ def check_distribution(artefact, exported, reference):
         bound = DISTRIBUTION_SIGMAS * se + DISTRIBUTION_FLOOR
         sigmas = diff / np.maximum(se, 1e-12)
         figures[f"{name}_max_abs_diff"] = float(diff.max())
-        figures[f"{name}_max_sigmas"] = float(np.max(np.where(diff > DISTRIBUTION_FLOOR, sigmas, 0)))
+        figures[f"{name}_max_sigmas"] = float(
+            np.max(np.where(diff > DISTRIBUTION_FLOOR, sigmas, 0)))
         if np.any(diff > bound):
             i = int(np.argmax(diff - bound))
             raise ExportCheckError(
@@ -193,7 +196,7 @@ def _decode_with(key, path, z):
 
         decode = runtimes.savedmodel(path).signatures[contract.DECODE]
         return decode(**{z_name: tf.constant(z)})[mean].numpy()
-    if key == contract.onnx_artefact("decoder"):
+    if key == contract.onnx_artefact(contract.ONNX_DECODER):
         return runtimes.run_onnx(runtimes.onnx_session(path), {z_name: z})[mean]
     if key == contract.ARTEFACT_TFLITE:
         interp = runtimes.tflite_interpreter(path)
@@ -252,7 +255,7 @@ def verify_export_dir(model, export_dir, manifest=None):
             got = _decode_with(key, path, z)
             if got is not None:
                 results[key] = check_close(f"{key} decode", got, want)
-            elif key.startswith(contract.onnx_artefact("sampler")):
+            elif key.startswith(contract.onnx_artefact(contract.ONNX_SAMPLER)):
                 results[key] = _check_sampler(key, path, want.shape)
         except ExportCheckError:
             raise
