@@ -23,7 +23,11 @@ TFLite: decode and sample, as in the SavedModel
 ```
 """
 
+import os
 import pathlib
+from typing import Dict, Iterable, Union
+
+PathLike = Union[str, "os.PathLike[str]"]
 
 #: The manifest's format tag; a reader refuses other major formats.
 MANIFEST_FORMAT = "keras_vae.export/1"
@@ -90,14 +94,14 @@ ARTEFACT_TFLITE = "tflite"
 ARTEFACT_MANIFEST = "manifest"
 
 
-def onnx_artefact(role):
+def onnx_artefact(role: str) -> str:
     """The manifest key of an ONNX file: 'onnx_decoder', 'onnx_sampler', 'onnx_sampler_int8'."""
     if role not in ONNX_FILES:
         raise ValueError(f"Unknown ONNX role {role!r}; choose one of {sorted(ONNX_FILES)}.")
     return f"onnx_{role}"
 
 
-def version_path(base_dir, name, version):
+def version_path(base_dir: PathLike, name: str, version: int) -> pathlib.Path:
     """BASE/NAME/VERSION, checking the name and version TF Serving will read."""
     name = str(name)
     if not name or name in (".", "..") or any(c in name for c in "/\\") or name.startswith("."):
@@ -109,7 +113,8 @@ def version_path(base_dir, name, version):
     return pathlib.Path(base_dir) / name / str(int(version))
 
 
-def targets(out_dir, name, version, formats):
+def targets(out_dir: PathLike, name: str, version: int,
+            formats: Iterable[str]) -> Dict[str, pathlib.Path]:
     """The final paths that exporting `formats` into `out_dir` creates, by artefact key.
 
     In the order they are moved into place: the SavedModel version first, the
