@@ -27,7 +27,7 @@ import os
 import pathlib
 from typing import Dict, Iterable, Union
 
-PathLike = Union[str, "os.PathLike[str]"]
+PathLike = Union[str, os.PathLike]
 
 #: The manifest's format tag; a reader refuses other major formats.
 MANIFEST_FORMAT = "keras_vae.export/1"

@@ -49,7 +49,7 @@ from keras_vae.export import describe as describe_lib
 FORMAT = contract.MANIFEST_FORMAT
 
 Manifest = Dict[str, Any]
-PathLike = Union[str, "os.PathLike[str]"]
+PathLike = Union[str, os.PathLike]
 
 
 class ManifestError(ValueError):
