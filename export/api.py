@@ -1,4 +1,4 @@
-r"""`export_all`: every format at once, each checked, with a manifest.
+r"""`export_all`: every format at once, each checked, with a manifest (and `main`, the CLI's).
 
 ```none
 OUT/
@@ -15,9 +15,7 @@ removes the staging folders and the folders the call created: no artefact of a
 failed export is left behind. File names are `contract`'s.
 """
 
-import argparse
 import pathlib
-import sys
 
 from keras_vae.export import _staging
 from keras_vae.export import contract
@@ -110,77 +108,16 @@ def export_all(model_or_keras_path, out_dir, name="vae", version=1, overwrite=Fa
     return manifest
 
 
-# ------------------------------------------------------------------- command line
-
-
-def find_model(path):
-    """The .keras file at `path`, or the one inside a run folder (model.keras preferred)."""
-    path = pathlib.Path(path)
-    if path.is_file():
-        return path
-    if path.is_dir():
-        preferred = path / "model.keras"
-        if preferred.is_file():
-            return preferred
-        found = sorted(path.glob("*.keras"))
-        if len(found) == 1:
-            return found[0]
-        if found:
-            raise FileNotFoundError(
-                f"{str(path)!r} holds several .keras files {[p.name for p in found]}; "
-                "name the one to export.")
-    raise FileNotFoundError(f"No .keras model at {str(path)!r}.")
-
-
-def parser(prog="python -m keras_vae.export"):
-    p = argparse.ArgumentParser(
-        prog=prog, description="Export a trained keras_vae model: SavedModel (TF Serving), "
-        "ONNX (decoder, sampler, int8 sampler), TFLite; each artefact checked, plus manifest.json.")
-    p.add_argument("model", help="a .keras file, or a run folder holding one (model.keras)")
-    p.add_argument("--out", help="export folder (default: MODEL_DIR/export)")
-    p.add_argument("--format", default="all",
-                   help="savedmodel, onnx, tflite or all; comma-separated for several "
-                   "(default all)")
-    p.add_argument("--name", default="vae", help="SavedModel model name (default vae)")
-    p.add_argument("--version", type=int, default=1, help="SavedModel version (default 1)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing artefacts")
-    p.add_argument("--opset", type=int, default=contract.DEFAULT_OPSET, help="ONNX opset (17)")
-    return p
-
-
 def main(argv=None):
     """`python -m keras_vae.export MODEL.keras --out DIR [--format ...]`; returns an exit code.
 
-    0: exported and checked; 1: a check failed or a target exists (message on
-    stderr, nothing written); 2: bad arguments or no model.
+    The command line lives with the others in `keras_vae.cli.export` (same flags and
+    exit codes: 0 exported and checked, 1 a check failed or a target exists, 2 bad
+    arguments or no model).
     """
-    args = parser().parse_args(argv)
-    try:
-        model_path = find_model(args.model)
-        formats = normalize_formats(args.format)
-    except (FileNotFoundError, ValueError) as error:
-        print(f"keras_vae.export: error: {error}", file=sys.stderr)
-        return 2
-    out = pathlib.Path(args.out) if args.out else model_path.parent / "export"
-    try:
-        manifest = export_all(model_path, out, name=args.name, version=args.version,
-                              overwrite=args.overwrite, formats=formats, opset=args.opset)
-    except (FileExistsError, verify.ExportCheckError, NotImplementedError) as error:
-        print(f"keras_vae.export: error: {error}", file=sys.stderr)
-        return 1
-    print(summary(manifest, out))
-    return 0
+    from keras_vae.cli import export as cli_export
+
+    return cli_export.module_main(argv)
 
 
-def summary(manifest, out):
-    """A header and one line per artefact (`manifest.summary_lines`)."""
-    header = f"Exported to {out} ({MANIFEST}):"
-    return "\n".join([header, *manifest_lib.summary_lines(manifest, out)])
-
-
-__all__ = ["FORMATS", "MANIFEST", "normalize_formats", "export_all", "find_model", "parser",
-           "main", "summary"]
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+__all__ = ["FORMATS", "MANIFEST", "normalize_formats", "export_all", "main"]
