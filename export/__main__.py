@@ -4,4 +4,6 @@ import sys
 
 from keras_vae.export.api import main
 
+__all__ = []
+
 sys.exit(main())

@@ -13,6 +13,7 @@ signatures found and any forbidden module (keras_vae, tensorflow_probability)
 found in sys.modules.
 """
 
+import importlib.util
 import json
 import os
 import sys
@@ -26,34 +27,50 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 FORBIDDEN = ("keras_vae", "tensorflow_probability")
+__all__ = ["FORBIDDEN", "main"]
+
+
+def _load_contract():
+    """export/contract.py by its path, under a name outside keras_vae (it imports only pathlib)."""
+    spec = importlib.util.spec_from_file_location("_export_contract",
+                                                  os.path.join(_HERE, "contract.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+C = _load_contract()
 
 
 def _run(signature, **inputs):
-    return {k: v.numpy() for k, v in signature(**{k: tf.constant(v) for k, v in inputs.items()}).items()}
+    outputs = signature(**{k: tf.constant(v) for k, v in inputs.items()})
+    return {k: v.numpy() for k, v in outputs.items()}
+
+
+def _sample(signatures, num_samples, temperature, seed):
+    return _run(signatures[C.SAMPLE], **{C.NUM_SAMPLES: np.int32(num_samples),
+                                         C.TEMPERATURE: np.float32(temperature),
+                                         C.SEED: np.int64(seed)})
 
 
 def main(argv):
     path, inputs_path, outputs_path = argv
     inputs = dict(np.load(inputs_path))
-    loaded = tf.saved_model.load(path)
-    signatures = loaded.signatures
+    signatures = tf.saved_model.load(path).signatures
     out = {}
 
     def put(prefix, results):
         for key, value in results.items():
             out[f"{prefix}.{key}"] = value
 
-    put("decode", _run(signatures["decode"], z=inputs["z"]))
-    put("serving_default", _run(signatures["serving_default"], z=inputs["z"]))
-    put("encode", _run(signatures["encode"], x=inputs["x"]))
-    sample = dict(num_samples=np.int32(inputs["num_samples"]),
-                  temperature=np.float32(inputs["temperature"]))
-    put("sample_a", _run(signatures["sample"], seed=np.int64(inputs["seed"]), **sample))
-    put("sample_b", _run(signatures["sample"], seed=np.int64(inputs["seed"]), **sample))
-    put("sample_c", _run(signatures["sample"], seed=np.int64(inputs["seed"] + 1), **sample))
-    put("draws", _run(signatures["sample"], num_samples=np.int32(inputs["draws"]),
-                      temperature=np.float32(inputs["temperature"]),
-                      seed=np.int64(inputs["draws_seed"])))
+    for name in (C.DECODE, C.SERVING_DEFAULT):
+        put(name, _run(signatures[name], **{C.Z: inputs[C.Z]}))
+    put(C.ENCODE, _run(signatures[C.ENCODE], **{C.X: inputs[C.X]}))
+    n, t, seed = inputs[C.NUM_SAMPLES], inputs[C.TEMPERATURE], inputs[C.SEED]
+    put("sample_a", _sample(signatures, n, t, seed))
+    put("sample_b", _sample(signatures, n, t, seed))
+    put("sample_c", _sample(signatures, n, t, seed + 1))
+    put("draws", _sample(signatures, inputs["draws"], t, inputs["draws_seed"]))
     forbidden = sorted(m for m in sys.modules if m.split(".")[0] in FORBIDDEN)
     report = {"signatures": sorted(signatures.keys()), "forbidden_modules": forbidden,
               "tensorflow": tf.__version__}

@@ -1,4 +1,4 @@
-r"""`export_all` and the command line: every format at once, with a manifest.
+r"""`export_all`: every format at once, each checked, with a manifest (and `main`, the CLI's).
 
 ```none
 OUT/
@@ -8,31 +8,28 @@ OUT/
   manifest.json
 ```
 
-Everything is written into hidden temporary folders inside OUT (the SavedModel
-version beside its final place, `OUT/savedmodel/NAME/.tmp-VERSION-*`), checked,
-and only then renamed into place, the manifest last. A failed check removes the
-temporary folders: no artefact of a failed export is left behind.
+Everything is written into hidden staging folders beside its final place
+(`_staging.staged`: the SavedModel version in `OUT/savedmodel/NAME/.tmp-VERSION-*`),
+checked, and only then renamed into place, the manifest last. A failed check
+removes the staging folders and the folders the call created: no artefact of a
+failed export is left behind. File names are `contract`'s.
 """
 
-import argparse
 import pathlib
-import sys
 
-from keras_vae.export import _common
+from keras_vae.export import _staging
+from keras_vae.export import contract
 from keras_vae.export import manifest as manifest_lib
 from keras_vae.export import onnx_export
+from keras_vae.export import reference as reference_lib
 from keras_vae.export import savedmodel
+from keras_vae.export import spec as spec_lib
 from keras_vae.export import tflite_export
 from keras_vae.export import verify
 
-FORMATS = ("savedmodel", "onnx", "tflite")
-MANIFEST = "manifest.json"
-SAVEDMODEL_SAMPLING = (
-    "sample(num_samples, temperature, seed) is a pure function of its inputs: a counter-based "
-    "generator of integer ops modulo 2^31-1 (seed taken modulo 2^31-1) and Box-Muller; the "
-    "same seed gives the same z and images in TF Serving, tf.saved_model.load and TFLite "
-    "(within float rounding of log/cos, ~1e-6)."
-)
+FORMATS = contract.FORMATS
+MANIFEST = contract.MANIFEST_FILE
+_SM, _TFLITE, _ONNX = contract.FORMAT_SAVEDMODEL, contract.FORMAT_TFLITE, contract.FORMAT_ONNX
 
 
 def normalize_formats(formats):
@@ -53,33 +50,28 @@ def normalize_formats(formats):
     return tuple(n for n in FORMATS if n in names)
 
 
-def targets(out_dir, name, version, formats):
-    """The final paths an export_all call creates."""
-    out_dir = pathlib.Path(out_dir)
-    paths = {}
-    if "savedmodel" in formats:
-        paths["savedmodel"] = savedmodel.version_path(out_dir / "savedmodel", name, version)
-    if "onnx" in formats:
-        for role, file in onnx_export.FILES.items():
-            paths[f"onnx_{role}"] = out_dir / "onnx" / file
-    if "tflite" in formats:
-        paths["tflite"] = out_dir / "tflite" / tflite_export.FILE
-    paths["manifest"] = out_dir / MANIFEST
-    return paths
-
-
-def _created_dirs(path, stop):
-    """The folders between `stop` (exclusive) and `path` (inclusive) that do not exist yet."""
-    missing = []
-    path, stop = pathlib.Path(path), pathlib.Path(stop)
-    while path != stop and not path.exists():
-        missing.append(path)
-        path = path.parent
-    return missing
+def _write_artefacts(model, spec, stage, formats, opset):
+    """Writes and checks each format into its staging path; returns {artefact key: figures}."""
+    reference = reference_lib.Reference(model, spec)
+    parity = {}
+    sm_path = stage.get(contract.ARTEFACT_SAVEDMODEL) or stage.scratch / contract.SAVEDMODEL_DIR
+    if _SM in formats or _TFLITE in formats:  # TFLite is converted from the SavedModel
+        savedmodel.write(model, spec, sm_path)
+    if _SM in formats:
+        parity[contract.ARTEFACT_SAVEDMODEL] = savedmodel.check(sm_path, reference)
+    if _ONNX in formats:
+        directory = stage[contract.onnx_artefact(contract.ONNX_DECODER)].parent
+        paths = onnx_export.build(model, spec, directory, opset)
+        for role, figures in onnx_export.check(paths, reference).items():
+            parity[contract.onnx_artefact(role)] = figures
+    if _TFLITE in formats:
+        parity[contract.ARTEFACT_TFLITE] = tflite_export.write(
+            stage[contract.ARTEFACT_TFLITE], sm_path, reference)
+    return parity
 
 
 def export_all(model_or_keras_path, out_dir, name="vae", version=1, overwrite=False,
-               formats=FORMATS, opset=onnx_export.DEFAULT_OPSET):
+               formats=FORMATS, opset=contract.DEFAULT_OPSET):
     """Exports a VAE to every format under `out_dir`, checks each, writes manifest.json.
 
     Args:
@@ -101,142 +93,31 @@ def export_all(model_or_keras_path, out_dir, name="vae", version=1, overwrite=Fa
     """
     formats = normalize_formats(formats)
     out_dir = pathlib.Path(out_dir)
-    final = targets(out_dir, name, version, formats)
-    existing = [str(p) for p in final.values() if p.exists()]
-    if existing and not overwrite:
-        raise FileExistsError(f"Export targets exist: {existing}; pass overwrite=True to replace them.")
-    model, spec = _common.prepare(model_or_keras_path)
-    reference = _common.Reference(model, spec)
-
-    version_dir = savedmodel.version_path(out_dir / "savedmodel", name, version)
-    new_dirs = _created_dirs(version_dir.parent, out_dir.parent)
-    staging = _common.staging_dir(out_dir, ".tmp-export-")
-    savedmodel_staging = (_common.staging_dir(version_dir.parent, f".tmp-{version_dir.name}-")
-                          if "savedmodel" in formats else staging)
-    committed = False
-    try:
-        parity, artefacts = {}, {}
-        savedmodel_path = savedmodel_staging / "model"
-        if "savedmodel" in formats or "tflite" in formats:
-            savedmodel.write(model, spec, savedmodel_path)
-        if "savedmodel" in formats:
-            parity["savedmodel"] = savedmodel.check(savedmodel_path, reference)
-            artefacts["savedmodel"] = (
-                savedmodel_path, final["savedmodel"].relative_to(out_dir).as_posix(),
-                {"base_path": "savedmodel", "model_name": str(name), "version": int(version)})
-        if "onnx" in formats:
-            paths = onnx_export.build(model, spec, staging / "onnx", opset)
-            for role, figures in onnx_export.check(paths, reference).items():
-                parity[f"onnx_{role}"] = figures
-            for role, path in paths.items():
-                artefacts[f"onnx_{role}"] = (
-                    path, final[f"onnx_{role}"].relative_to(out_dir).as_posix(), {})
-        if "tflite" in formats:
-            path = staging / "tflite" / tflite_export.FILE
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(tflite_export.convert(savedmodel_path))
-            parity["tflite"] = tflite_export.check(path, savedmodel_path, reference)
-            artefacts["tflite"] = (path, final["tflite"].relative_to(out_dir).as_posix(), {})
-        sampling = {"savedmodel_and_tflite": SAVEDMODEL_SAMPLING, "onnx": onnx_export.SEEDING}
-        manifest = manifest_lib.build(spec, artefacts, parity, sampling, verify.tolerances())
-        manifest["formats"] = list(formats)
-        if "onnx" in formats:  # as read back from the files
-            manifest["onnx_opset"] = manifest["artefacts"]["onnx_decoder"]["opset"]
-        manifest_lib.write(manifest, staging / MANIFEST)
-
-        for key, (path, _, _) in artefacts.items():  # the SavedModel version first
-            _common.move_into_place(path, final[key], overwrite)
-        _common.move_into_place(staging / MANIFEST, final["manifest"], overwrite)
-        committed = True
-    finally:
-        _common.remove(staging)
-        if savedmodel_staging != staging:
-            _common.remove(savedmodel_staging)
-        if not committed:
-            for folder in new_dirs:  # innermost first: only folders this call created
-                try:
-                    folder.rmdir()
-                except OSError:
-                    pass
+    final = contract.targets(out_dir, name, version, formats)
+    with _staging.staged(final, overwrite, root=out_dir.parent) as stage:
+        model, spec = spec_lib.prepare(model_or_keras_path)
+        parity = _write_artefacts(model, spec, stage, formats, opset)
+        extra = {contract.ARTEFACT_SAVEDMODEL: {
+            "base_path": contract.SAVEDMODEL_DIR, "model_name": str(name), "version": int(version)}}
+        artefacts = {key: (stage[key], path.relative_to(out_dir).as_posix(), extra.get(key))
+                     for key, path in final.items() if key != contract.ARTEFACT_MANIFEST}
+        sampling = {"savedmodel_and_tflite": savedmodel.SEEDING, "onnx": onnx_export.SEEDING}
+        manifest = manifest_lib.build(spec, artefacts, parity, sampling, verify.tolerances(),
+                                      formats)
+        manifest_lib.write(manifest, stage[contract.ARTEFACT_MANIFEST])
     return manifest
-
-
-# ------------------------------------------------------------------- command line
-
-
-def find_model(path):
-    """The .keras file at `path`, or the one inside a run folder (model.keras preferred)."""
-    path = pathlib.Path(path)
-    if path.is_file():
-        return path
-    if path.is_dir():
-        preferred = path / "model.keras"
-        if preferred.is_file():
-            return preferred
-        found = sorted(path.glob("*.keras"))
-        if len(found) == 1:
-            return found[0]
-        if found:
-            raise FileNotFoundError(
-                f"{str(path)!r} holds several .keras files {[p.name for p in found]}; "
-                "name the one to export.")
-    raise FileNotFoundError(f"No .keras model at {str(path)!r}.")
-
-
-def parser(prog="python -m keras_vae.export"):
-    p = argparse.ArgumentParser(
-        prog=prog, description="Export a trained keras_vae model: SavedModel (TF Serving), "
-        "ONNX (decoder, sampler, int8 sampler), TFLite; each artefact checked, plus manifest.json.")
-    p.add_argument("model", help="a .keras file, or a run folder holding one (model.keras)")
-    p.add_argument("--out", help="export folder (default: MODEL_DIR/export)")
-    p.add_argument("--format", default="all",
-                   help="savedmodel, onnx, tflite or all; comma-separated for several (default all)")
-    p.add_argument("--name", default="vae", help="SavedModel model name (default vae)")
-    p.add_argument("--version", type=int, default=1, help="SavedModel version (default 1)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing artefacts")
-    p.add_argument("--opset", type=int, default=onnx_export.DEFAULT_OPSET, help="ONNX opset (17)")
-    return p
 
 
 def main(argv=None):
     """`python -m keras_vae.export MODEL.keras --out DIR [--format ...]`; returns an exit code.
 
-    0: exported and checked; 1: a check failed or a target exists (message on
-    stderr, nothing written); 2: bad arguments or no model.
+    The command line lives with the others in `keras_vae.cli.export` (same flags and
+    exit codes: 0 exported and checked, 1 a check failed or a target exists, 2 bad
+    arguments or no model).
     """
-    args = parser().parse_args(argv)
-    try:
-        model_path = find_model(args.model)
-        formats = normalize_formats(args.format)
-    except (FileNotFoundError, ValueError) as error:
-        print(f"keras_vae.export: error: {error}", file=sys.stderr)
-        return 2
-    out = pathlib.Path(args.out) if args.out else model_path.parent / "export"
-    try:
-        manifest = export_all(model_path, out, name=args.name, version=args.version,
-                              overwrite=args.overwrite, formats=formats, opset=args.opset)
-    except (FileExistsError, verify.ExportCheckError, NotImplementedError) as error:
-        print(f"keras_vae.export: error: {error}", file=sys.stderr)
-        return 1
-    print(summary(manifest, out))
-    return 0
+    from keras_vae.cli import export as cli_export
+
+    return cli_export.module_main(argv)
 
 
-def summary(manifest, out):
-    """A few lines: each artefact with its size and its decode parity."""
-    lines = [f"Exported to {out} (manifest.json):"]
-    for key, entry in manifest["artefacts"].items():
-        figures = manifest["parity"].get(key, {})
-        decode = figures.get("decode_max_abs_diff")
-        if isinstance(decode, dict):
-            note = f"decode max abs diff {max(decode.values()):.2g}"
-        elif "decode_error_vs_keras" in figures:
-            note = f"int8 decode max abs error {figures['decode_error_vs_keras']['max_abs_error']:.2g}"
-        else:
-            note = ""
-        lines.append(f"  {key:18s} {entry['path']:32s} {entry['size_bytes']:>10,d} B  {note}")
-    return "\n".join(lines)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+__all__ = ["FORMATS", "MANIFEST", "normalize_formats", "export_all", "main"]

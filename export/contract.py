@@ -23,7 +23,11 @@ TFLite: decode and sample, as in the SavedModel
 ```
 """
 
+import os
 import pathlib
+from typing import Dict, Iterable, Union
+
+PathLike = Union[str, os.PathLike]
 
 #: The manifest's format tag; a reader refuses other major formats.
 MANIFEST_FORMAT = "keras_vae.export/1"
@@ -32,12 +36,19 @@ MANIFEST_FILE = "manifest.json"
 SAVEDMODEL_DIR = "savedmodel"
 ONNX_DIR = "onnx"
 TFLITE_DIR = "tflite"
-ONNX_FILES = {"decoder": "decoder.onnx", "sampler": "sampler.onnx",
-              "sampler_int8": "sampler_int8.onnx"}
+#: ONNX roles (the keys of ONNX_FILES).
+ONNX_DECODER = "decoder"
+ONNX_SAMPLER = "sampler"
+ONNX_SAMPLER_INT8 = "sampler_int8"
+ONNX_FILES = {ONNX_DECODER: "decoder.onnx", ONNX_SAMPLER: "sampler.onnx",
+              ONNX_SAMPLER_INT8: "sampler_int8.onnx"}
 TFLITE_FILE = "vae.tflite"
 
 #: Export formats, in the order they are written (TFLite is converted from the SavedModel).
-FORMATS = ("savedmodel", "onnx", "tflite")
+FORMAT_SAVEDMODEL = "savedmodel"
+FORMAT_ONNX = "onnx"
+FORMAT_TFLITE = "tflite"
+FORMATS = (FORMAT_SAVEDMODEL, FORMAT_ONNX, FORMAT_TFLITE)
 DEFAULT_OPSET = 17
 
 DECODE = "decode"
@@ -48,37 +59,49 @@ SERVING_DEFAULT = "serving_default"
 SIGNATURES = (DECODE, SAMPLE, ENCODE, SERVING_DEFAULT)
 TFLITE_SIGNATURES = (DECODE, SAMPLE)
 
+#: Tensor names of the signatures.
+Z = "z"
+X = "x"
+NUM_SAMPLES = "num_samples"
+TEMPERATURE = "temperature"
+SEED = "seed"
+MEAN = "mean"
+LOC = "loc"
+SCALE = "scale"
+IMAGES = "images"
+
 #: Input names of each signature (the decode outputs depend on the likelihood; see the manifest).
 INPUTS = {
-    DECODE: ("z",),
-    ENCODE: ("x",),
-    SAMPLE: ("num_samples", "temperature", "seed"),
-    SERVING_DEFAULT: ("z",),
+    DECODE: (Z,),
+    ENCODE: (X,),
+    SAMPLE: (NUM_SAMPLES, TEMPERATURE, SEED),
+    SERVING_DEFAULT: (Z,),
 }
 #: Output names that every export has (decode adds its likelihood's parameters to "mean").
 OUTPUTS = {
-    DECODE: ("mean",),
-    ENCODE: ("loc", "scale"),
-    SAMPLE: ("images", "z"),
-    SERVING_DEFAULT: ("mean",),
+    DECODE: (MEAN,),
+    ENCODE: (LOC, SCALE),
+    SAMPLE: (IMAGES, Z),
+    SERVING_DEFAULT: (MEAN,),
 }
 #: Input and output names of the ONNX sampler (no seed: onnxruntime's own seeding applies).
-ONNX_SAMPLER_INPUTS = ("num_samples", "temperature")
-ONNX_SAMPLER_OUTPUTS = ("images", "z")
+ONNX_SAMPLER_INPUTS = (NUM_SAMPLES, TEMPERATURE)
+ONNX_SAMPLER_OUTPUTS = (IMAGES, Z)
 
 #: The manifest's artefact keys.
 ARTEFACT_SAVEDMODEL = "savedmodel"
 ARTEFACT_TFLITE = "tflite"
+ARTEFACT_MANIFEST = "manifest"
 
 
-def onnx_artefact(role):
+def onnx_artefact(role: str) -> str:
     """The manifest key of an ONNX file: 'onnx_decoder', 'onnx_sampler', 'onnx_sampler_int8'."""
     if role not in ONNX_FILES:
         raise ValueError(f"Unknown ONNX role {role!r}; choose one of {sorted(ONNX_FILES)}.")
     return f"onnx_{role}"
 
 
-def version_path(base_dir, name, version):
+def version_path(base_dir: PathLike, name: str, version: int) -> pathlib.Path:
     """BASE/NAME/VERSION, checking the name and version TF Serving will read."""
     name = str(name)
     if not name or name in (".", "..") or any(c in name for c in "/\\") or name.startswith("."):
@@ -90,25 +113,34 @@ def version_path(base_dir, name, version):
     return pathlib.Path(base_dir) / name / str(int(version))
 
 
-def targets(out_dir, name, version, formats):
-    """The final paths that exporting `formats` into `out_dir` creates, by artefact key."""
+def targets(out_dir: PathLike, name: str, version: int,
+            formats: Iterable[str]) -> Dict[str, pathlib.Path]:
+    """The final paths that exporting `formats` into `out_dir` creates, by artefact key.
+
+    In the order they are moved into place: the SavedModel version first, the
+    manifest last ('manifest').
+    """
     out_dir = pathlib.Path(out_dir)
     paths = {}
-    if "savedmodel" in formats:
+    if FORMAT_SAVEDMODEL in formats:
         paths[ARTEFACT_SAVEDMODEL] = version_path(out_dir / SAVEDMODEL_DIR, name, version)
-    if "onnx" in formats:
+    if FORMAT_ONNX in formats:
         for role, file in ONNX_FILES.items():
             paths[onnx_artefact(role)] = out_dir / ONNX_DIR / file
-    if "tflite" in formats:
+    if FORMAT_TFLITE in formats:
         paths[ARTEFACT_TFLITE] = out_dir / TFLITE_DIR / TFLITE_FILE
-    paths["manifest"] = out_dir / MANIFEST_FILE
+    paths[ARTEFACT_MANIFEST] = out_dir / MANIFEST_FILE
     return paths
 
 
 __all__ = [
-    "MANIFEST_FORMAT", "MANIFEST_FILE", "SAVEDMODEL_DIR", "ONNX_DIR", "TFLITE_DIR", "ONNX_FILES",
-    "TFLITE_FILE", "FORMATS", "DEFAULT_OPSET", "DECODE", "ENCODE", "SAMPLE", "SERVING_DEFAULT",
-    "SIGNATURES", "TFLITE_SIGNATURES", "INPUTS", "OUTPUTS", "ONNX_SAMPLER_INPUTS",
-    "ONNX_SAMPLER_OUTPUTS", "ARTEFACT_SAVEDMODEL", "ARTEFACT_TFLITE", "onnx_artefact",
+    "MANIFEST_FORMAT", "MANIFEST_FILE", "SAVEDMODEL_DIR", "ONNX_DIR", "TFLITE_DIR", "ONNX_DECODER",
+    "ONNX_SAMPLER", "ONNX_SAMPLER_INT8", "ONNX_FILES", "TFLITE_FILE", "FORMAT_SAVEDMODEL",
+    "FORMAT_ONNX", "FORMAT_TFLITE", "FORMATS", "DEFAULT_OPSET", "DECODE", "ENCODE", "SAMPLE",
+    "SERVING_DEFAULT",
+    "SIGNATURES", "TFLITE_SIGNATURES", "Z", "X", "NUM_SAMPLES", "TEMPERATURE", "SEED", "MEAN",
+    "LOC", "SCALE", "IMAGES", "INPUTS", "OUTPUTS", "ONNX_SAMPLER_INPUTS",
+    "ONNX_SAMPLER_OUTPUTS", "ARTEFACT_SAVEDMODEL", "ARTEFACT_TFLITE", "ARTEFACT_MANIFEST",
+    "onnx_artefact",
     "version_path", "targets",
 ]

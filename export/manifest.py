@@ -37,7 +37,9 @@ newline' lines. Signature, input and output names are `contract`'s.
 
 import datetime
 import json
+import os
 import pathlib
+from typing import Any, Dict, List, Tuple, Union
 
 from keras_vae import _util
 from keras_vae.export import contract
@@ -45,6 +47,9 @@ from keras_vae.export import describe as describe_lib
 
 #: The format tag written (the same as `contract.MANIFEST_FORMAT`).
 FORMAT = contract.MANIFEST_FORMAT
+
+Manifest = Dict[str, Any]
+PathLike = Union[str, os.PathLike]
 
 
 class ManifestError(ValueError):
@@ -84,7 +89,7 @@ def build(spec, artefacts, parity, sampling, tolerances, formats=None):
     }
     if formats is not None:
         manifest["formats"] = list(formats)
-        decoder = described.get(contract.onnx_artefact("decoder"))
+        decoder = described.get(contract.onnx_artefact(contract.ONNX_DECODER))
         if decoder is not None:  # as read back from the file
             manifest["onnx_opset"] = decoder["opset"]
     return _util.jsonable(manifest)
@@ -99,7 +104,7 @@ def write(manifest, path):
 # ------------------------------------------------------------------- reading
 
 
-def load(path):
+def load(path: PathLike) -> Manifest:
     """Reads and checks a manifest: the export folder or its manifest.json.
 
     Args:
@@ -149,17 +154,17 @@ def check(manifest, where="the manifest"):
             raise ManifestError(f"{where}: 'model' has no {key!r}.")
 
 
-def artefact(manifest, key):
+def artefact(manifest: Manifest, key: str) -> Dict[str, Any]:
     """The manifest entry (a dict) of artefact `key`; MissingArtefactError if absent."""
-    entry = (manifest.get("artefacts") or {}).get(key)
-    if entry is None:
-        raise MissingArtefactError(
-            f"The export has no {key!r} artefact (it holds {sorted(manifest.get('artefacts') or {})}); "
-            "export that format too.")
+    artefacts = manifest.get("artefacts") or {}
+    if key not in artefacts:
+        raise MissingArtefactError(f"The export has no {key!r} artefact (it holds "
+                                   f"{sorted(artefacts)}); export that format too.")
+    entry = artefacts[key]
     return entry
 
 
-def artefact_path(manifest, key, export_dir):
+def artefact_path(manifest: Manifest, key: str, export_dir: PathLike) -> pathlib.Path:
     """The path of artefact `key` (a file or a folder) inside `export_dir`.
 
     Raises:
@@ -173,7 +178,7 @@ def artefact_path(manifest, key, export_dir):
     return pathlib.Path(export_dir).joinpath(*rel.parts)
 
 
-def savedmodel_base(manifest, export_dir):
+def savedmodel_base(manifest: Manifest, export_dir: PathLike) -> pathlib.Path:
     """TF Serving's model base path: the folder EXPORT/savedmodel/NAME holding the versions."""
     entry = artefact(manifest, contract.ARTEFACT_SAVEDMODEL)
     version_dir = artefact_path(manifest, contract.ARTEFACT_SAVEDMODEL, export_dir)
@@ -181,27 +186,28 @@ def savedmodel_base(manifest, export_dir):
     return pathlib.Path(export_dir) / entry.get("base_path", contract.SAVEDMODEL_DIR) / name
 
 
-def onnx_file(manifest, role, export_dir):
+def onnx_file(manifest: Manifest, role: str, export_dir: PathLike) -> pathlib.Path:
     """The path of an ONNX file: role 'decoder', 'sampler' or 'sampler_int8'."""
     return artefact_path(manifest, contract.onnx_artefact(role), export_dir)
 
 
-def event_shape(manifest):
+def event_shape(manifest: Manifest) -> Tuple[int, ...]:
     """The shape of one image, a tuple of ints."""
     return tuple(int(s) for s in manifest["model"]["event_shape"])
 
 
-def latent_dim(manifest):
+def latent_dim(manifest: Manifest) -> int:
     """The latent dimension d, an int."""
     return int(manifest["model"]["latent_dim"])
 
 
-def decoder_outputs(manifest):
+def decoder_outputs(manifest: Manifest) -> List[str]:
     """The decode signature's output names ('mean' and the likelihood's parameters)."""
     return list(manifest["model"].get("decoder_outputs") or contract.OUTPUTS[contract.DECODE])
 
 
-def signatures(manifest, key=contract.ARTEFACT_SAVEDMODEL):
+def signatures(manifest: Manifest,
+               key: str = contract.ARTEFACT_SAVEDMODEL) -> Dict[str, Any]:
     """{signature: {inputs, outputs}} as recorded for the SavedModel (or key 'tflite')."""
     found = artefact(manifest, key).get("signatures")
     if not isinstance(found, dict):
@@ -222,7 +228,7 @@ def _check_note(figures):
     return "checked" if figures else ""
 
 
-def summary_lines(manifest, out):
+def summary_lines(manifest: Manifest, out: PathLike) -> List[str]:
     """One line per exported artefact: its path, its size and the export's own parity figure.
 
     Args:
@@ -244,7 +250,7 @@ def summary_lines(manifest, out):
 
 
 __all__ = [
-    "FORMAT", "ManifestError", "MissingArtefactError", "build", "write", "load", "check",
-    "artefact", "artefact_path", "savedmodel_base", "onnx_file", "event_shape", "latent_dim",
+    "FORMAT", "Manifest", "ManifestError", "MissingArtefactError", "build", "write", "load",
+    "check", "artefact", "artefact_path", "savedmodel_base", "onnx_file", "event_shape", "latent_dim",
     "decoder_outputs", "signatures", "summary_lines",
 ]

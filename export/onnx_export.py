@@ -33,13 +33,16 @@ import pathlib
 import numpy as np
 
 from keras_vae._backend import tf
-from keras_vae.export import _common
-from keras_vae.export import _graph
+from keras_vae.export import _staging
+from keras_vae.export import contract
+from keras_vae.export import graphs
+from keras_vae.export import reference as reference_lib
 from keras_vae.export import runtimes
+from keras_vae.export import spec as spec_lib
 from keras_vae.export import verify
 
-DEFAULT_OPSET = 17
-FILES = {"decoder": "decoder.onnx", "sampler": "sampler.onnx", "sampler_int8": "sampler_int8.onnx"}
+DEFAULT_OPSET = contract.DEFAULT_OPSET
+FILES = contract.ONNX_FILES
 RANDOM_OPS = ("RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike",
               "Multinomial", "Bernoulli")
 SEEDING = (
@@ -50,7 +53,11 @@ SEEDING = (
     "For draws identical across runtimes, draw z yourself and run decoder.onnx (exact): "
     "z = temperature * eps, eps ~ N(0, I) for the standard normal prior."
 )
-_SAMPLE_ROWS = 5
+DECODER = contract.ONNX_DECODER
+SAMPLER = contract.ONNX_SAMPLER
+SAMPLER_INT8 = contract.ONNX_SAMPLER_INT8
+
+session = runtimes.onnx_session
 
 
 @contextlib.contextmanager
@@ -93,7 +100,7 @@ def _metadata(model_proto, spec, role):
     entries = {"keras_vae.role": role, "keras_vae.latent_dim": str(spec.latent_dim),
                "keras_vae.event_shape": ",".join(map(str, spec.event_shape)),
                "keras_vae.likelihood": spec.likelihood, "keras_vae.prior": spec.prior}
-    if role == "sampler":
+    if role == SAMPLER:
         entries["keras_vae.seeding"] = SEEDING
     for key, value in entries.items():
         entry = model_proto.metadata_props.add()
@@ -132,21 +139,19 @@ def convert(fn, input_signature, opset):
 
 def build_decoder(model, spec, opset=DEFAULT_OPSET):
     """decoder.onnx as a ModelProto: z [N, d] -> mean and the likelihood's parameters."""
-    proto = convert(_graph.decode_function(model),
-                    [tf.TensorSpec([None, spec.latent_dim], tf.float32, name="z")], opset)
+    proto = convert(graphs.decode_function(model), graphs.onnx_signatures(spec)[DECODER], opset)
     _name_batch_dims(proto, "N")
-    _metadata(proto, spec, "decoder")
+    _metadata(proto, spec, DECODER)
     return proto
 
 
 def build_sampler(model, spec, opset=DEFAULT_OPSET):
-    """sampler.onnx as a ModelProto, random seeds stripped: (num_samples, temperature) -> images, z."""
-    proto = convert(_graph.onnx_sampler_function(model, spec),
-                    [tf.TensorSpec([], tf.int64, name="num_samples"),
-                     tf.TensorSpec([], tf.float32, name="temperature")], opset)
+    """sampler.onnx as a ModelProto, seeds stripped: (num_samples, temperature) -> images, z."""
+    proto = convert(graphs.onnx_sampler_function(model, spec),
+                    graphs.onnx_signatures(spec)[SAMPLER], opset)
     strip_random_seeds(proto)
     _name_batch_dims(proto, "n")
-    _metadata(proto, spec, "sampler")
+    _metadata(proto, spec, SAMPLER)
     return proto
 
 
@@ -163,25 +168,34 @@ def quantize(source, target):
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
         quantize_dynamic(str(prepared), str(target), weight_type=QuantType.QInt8)
     finally:
-        _common.remove(prepared)
+        _staging.remove(prepared)
     proto = onnx.load(str(target))
     if strip_random_seeds(proto):  # the pre-processing must not have brought one back
         onnx.save(proto, str(target))
     return target
 
 
-session = runtimes.onnx_session
-_run = runtimes.run_onnx
-
-
 def check_decoder(path, reference):
     """Decode parity on the reference z (16 rows and 1 row: the batch is dynamic)."""
     sess = session(path)
     artefact = f"ONNX {pathlib.Path(path).name}"
-    figures = verify.check_outputs(artefact, _run(sess, {"z": reference.z}), reference.decode)
+    run = runtimes.run_onnx
+    figures = verify.check_outputs(artefact, run(sess, {contract.Z: reference.z}),
+                                   reference.decode)
     one = {k: v[:1] for k, v in reference.decode.items()}
-    verify.check_outputs(f"{artefact} (batch of 1)", _run(sess, {"z": reference.z[:1]}), one)
+    verify.check_outputs(f"{artefact} (batch of 1)", run(sess, {contract.Z: reference.z[:1]}), one)
     return {"decode_max_abs_diff": figures}
+
+
+def _check_draws(artefact, first, second, spec):
+    """Two runs of SAMPLE_ROWS: the outputs' shapes, and different z (the noise is not fixed)."""
+    for key, shape in ((contract.IMAGES, (verify.SAMPLE_ROWS,) + spec.event_shape),
+                       (contract.Z, (verify.SAMPLE_ROWS, spec.latent_dim))):
+        if key not in first or first[key].shape != shape:
+            got = first[key].shape if key in first else "missing"
+            raise verify.ExportCheckError(f"{artefact}: output '{key}' is {got}, expected {shape}.")
+    if np.array_equal(first[contract.Z], second[contract.Z]):
+        raise verify.ExportCheckError(f"{artefact}: two runs drew the same z: the noise is fixed.")
 
 
 def check_sampler(path, reference, int8=False):
@@ -189,33 +203,26 @@ def check_sampler(path, reference, int8=False):
     import onnx
 
     sess = session(path)
-    name = pathlib.Path(path).name
-    artefact = f"ONNX {name}"
+    artefact = f"ONNX {pathlib.Path(path).name}"
     seeded = seeded_random_ops(onnx.load(str(path)))
     if seeded:
         raise verify.ExportCheckError(f"{artefact}: random ops {seeded} carry a fixed seed.")
-    spec = reference.spec
-    feeds = {"num_samples": np.array(_SAMPLE_ROWS, np.int64),
-             "temperature": np.array(verify.DISTRIBUTION_TEMPERATURE, np.float32)}
-    first, second = _run(sess, feeds), _run(sess, feeds)
-    for key, shape in (("images", (_SAMPLE_ROWS,) + spec.event_shape),
-                       ("z", (_SAMPLE_ROWS, spec.latent_dim))):
-        if key not in first or first[key].shape != shape:
-            got = first[key].shape if key in first else "missing"
-            raise verify.ExportCheckError(f"{artefact}: output '{key}' is {got}, expected {shape}.")
-    if np.array_equal(first["z"], second["z"]):
-        raise verify.ExportCheckError(f"{artefact}: two runs drew the same z: the noise is fixed.")
-    feeds["num_samples"] = np.array(verify.DISTRIBUTION_DRAWS, np.int64)
-    draws = _run(sess, feeds)
-    keras_images = reference.decode_at(draws["z"])["mean"]
+    num_samples, temperature = contract.ONNX_SAMPLER_INPUTS
+    feeds = {num_samples: np.array(verify.SAMPLE_ROWS, np.int64),
+             temperature: np.array(verify.DISTRIBUTION_TEMPERATURE, np.float32)}
+    _check_draws(artefact, runtimes.run_onnx(sess, feeds), runtimes.run_onnx(sess, feeds),
+                 reference.spec)
+    feeds[num_samples] = np.array(verify.DISTRIBUTION_DRAWS, np.int64)
+    draws = runtimes.run_onnx(sess, feeds)
+    images = draws[contract.IMAGES]
+    keras_images = reference.decode_at(draws[contract.Z])[contract.MEAN]
     figures = {}
     if int8:
-        figures["decode_error_vs_keras"] = verify.check_int8(artefact, draws["images"], keras_images)
+        figures["decode_error_vs_keras"] = verify.check_int8(artefact, images, keras_images)
     else:
         figures["sample_images_vs_keras_decode_max_abs_diff"] = verify.check_close(
-            f"{artefact} images (vs the Keras decoder on its z)", draws["images"], keras_images)
-    figures["sample_distribution"] = verify.check_distribution(
-        f"{artefact}", draws["images"], reference.draws)
+            f"{artefact} images (vs the Keras decoder on its z)", images, keras_images)
+    figures["sample_distribution"] = verify.check_distribution(artefact, images, reference.draws)
     return figures
 
 
@@ -225,20 +232,20 @@ def build(model, spec, directory, opset=DEFAULT_OPSET, quantized=True):
 
     directory = pathlib.Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    paths = {"decoder": directory / FILES["decoder"], "sampler": directory / FILES["sampler"]}
-    onnx.save(build_decoder(model, spec, opset), str(paths["decoder"]))
-    onnx.save(build_sampler(model, spec, opset), str(paths["sampler"]))
+    paths = {DECODER: directory / FILES[DECODER], SAMPLER: directory / FILES[SAMPLER]}
+    onnx.save(build_decoder(model, spec, opset), str(paths[DECODER]))
+    onnx.save(build_sampler(model, spec, opset), str(paths[SAMPLER]))
     if quantized:
-        paths["sampler_int8"] = quantize(paths["sampler"], directory / FILES["sampler_int8"])
+        paths[SAMPLER_INT8] = quantize(paths[SAMPLER], directory / FILES[SAMPLER_INT8])
     return paths
 
 
 def check(paths, reference):
     """Checks every written file; returns {role: figures}."""
-    figures = {"decoder": check_decoder(paths["decoder"], reference),
-               "sampler": check_sampler(paths["sampler"], reference)}
-    if "sampler_int8" in paths:
-        figures["sampler_int8"] = check_sampler(paths["sampler_int8"], reference, int8=True)
+    figures = {DECODER: check_decoder(paths[DECODER], reference),
+               SAMPLER: check_sampler(paths[SAMPLER], reference)}
+    if SAMPLER_INT8 in paths:
+        figures[SAMPLER_INT8] = check_sampler(paths[SAMPLER_INT8], reference, int8=True)
     return figures
 
 
@@ -258,26 +265,18 @@ def export_onnx(model, out_dir, opset=DEFAULT_OPSET, quantized=True, overwrite=F
     Raises:
       FileExistsError, ExportCheckError (nothing is left in out_dir).
     """
-    paths, _ = _export(model, out_dir, opset, quantized, overwrite)
-    return paths
-
-
-def _export(model, out_dir, opset, quantized, overwrite, reference=None):
     out_dir = pathlib.Path(out_dir)
-    roles = [r for r in FILES if quantized or r != "sampler_int8"]
-    existing = [str(out_dir / FILES[r]) for r in roles if (out_dir / FILES[r]).exists()]
-    if existing and not overwrite:
-        raise FileExistsError(f"{existing} exist; pass overwrite=True to replace them.")
-    model, spec = _common.prepare(model)
-    reference = reference or _common.Reference(model, spec)
-    staging = _common.staging_dir(out_dir, ".tmp-onnx-")
-    try:
-        paths = build(model, spec, staging, opset, quantized)
-        figures = check(paths, reference)
-        final = {}
-        for role, path in paths.items():
-            _common.move_into_place(path, out_dir / FILES[role], overwrite)
-            final[role] = str(out_dir / FILES[role])
-    finally:
-        _common.remove(staging)
-    return final, figures
+    targets = {role: out_dir / file for role, file in FILES.items()
+               if quantized or role != SAMPLER_INT8}
+    model, spec = spec_lib.prepare(model)
+    with _staging.staged(targets, overwrite) as stage:
+        paths = build(model, spec, stage[DECODER].parent, opset, quantized)
+        check(paths, reference_lib.Reference(model, spec))
+    return {role: str(path) for role, path in targets.items()}
+
+
+__all__ = [
+    "DEFAULT_OPSET", "FILES", "RANDOM_OPS", "SEEDING", "CUSTOM_OP_HANDLERS", "session",
+    "strip_random_seeds", "seeded_random_ops", "convert", "build_decoder", "build_sampler",
+    "quantize", "check_decoder", "check_sampler", "build", "check", "export_onnx",
+]

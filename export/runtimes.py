@@ -43,7 +43,8 @@ def onnx_session(path, providers=("CPUExecutionProvider",)):
     try:
         return onnxruntime.InferenceSession(str(path), providers=list(providers))
     except Exception as error:
-        raise verify.ExportCheckError(f"ONNX {name}: onnxruntime cannot load it: {error}") from error
+        raise verify.ExportCheckError(
+            f"ONNX {name}: onnxruntime cannot load it: {error}") from error
 
 
 def run_onnx(session, feeds):

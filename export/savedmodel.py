@@ -8,7 +8,7 @@ r"""The SavedModel for TF Serving: BASE/NAME/VERSION/ with decode, sample and en
 
 The graphs hold tensors only (no TFP), so TF Serving or `tf.saved_model.load`
 needs neither TFP nor keras_vae. `sample` is a pure function of its inputs: the
-same seed gives the same images (see `_graph.counter_normal`).
+same seed gives the same images (see `prng.counter_normal`).
 
 A version is written into a hidden temporary folder beside it
 (`BASE/NAME/.tmp-VERSION-*`, which TF Serving ignores: not a number), loaded
@@ -26,31 +26,38 @@ import tempfile
 import numpy as np
 
 from keras_vae._backend import keras
-from keras_vae.export import _common, contract
-from keras_vae.export import _graph
+from keras_vae.export import _staging
+from keras_vae.export import contract
+from keras_vae.export import graphs
+from keras_vae.export import reference as reference_lib
+from keras_vae.export import spec as spec_lib
 from keras_vae.export import verify
 
-SIGNATURES = ("decode", "sample", "encode", "serving_default")
+SIGNATURES = contract.SIGNATURES
 _CHECK_SCRIPT = pathlib.Path(__file__).with_name("_savedmodel_check.py")
-#: Draws in the reproducibility check (the same seed twice, then another seed).
-_SAMPLE_ROWS = 5
-_SAMPLE_SEED = 1234
 #: Seconds the fresh-process check may take.
 CHECK_TIMEOUT = 600
-
+#: How `sample` draws its noise, for the manifest (TFLite's `sample` is the same graph).
+SEEDING = (
+    "sample(num_samples, temperature, seed) is a pure function of its inputs: a counter-based "
+    "generator of integer ops modulo 2^31-1 (seed taken modulo 2^31-1) and Box-Muller; the "
+    "same seed gives the same z and images in TF Serving, tf.saved_model.load and TFLite "
+    "(within float rounding of log/cos, ~1e-6)."
+)
 
 version_path = contract.version_path
 
 
 def write(model, spec, path):
     """Writes the SavedModel (decode, sample, encode; serving_default = decode) to `path`."""
-    signatures = _graph.signatures(spec)
+    signatures = graphs.signatures(spec)
     # Endpoints track the variables they use: only those are saved (no optimizer state).
     archive = keras.export.ExportArchive()
     # The first endpoint added is also served as serving_default.
-    archive.add_endpoint("decode", _graph.decode_function(model), signatures["decode"])
-    archive.add_endpoint("sample", _graph.sample_function(model, spec), signatures["sample"])
-    archive.add_endpoint("encode", _graph.encode_function(model), signatures["encode"])
+    for name, function in ((contract.DECODE, graphs.decode_function(model)),
+                           (contract.SAMPLE, graphs.sample_function(model, spec)),
+                           (contract.ENCODE, graphs.encode_function(model))):
+        archive.add_endpoint(name, function, signatures[name])
     archive.write_out(str(path), verbose=False)
     return path
 
@@ -63,9 +70,11 @@ def run_in_fresh_process(path, reference):
     with tempfile.TemporaryDirectory(prefix="keras_vae_export_check_") as scratch:
         inputs = os.path.join(scratch, "inputs.npz")
         outputs = os.path.join(scratch, "outputs.npz")
-        np.savez(inputs, z=reference.z, x=reference.x, num_samples=_SAMPLE_ROWS,
-                 temperature=verify.DISTRIBUTION_TEMPERATURE, seed=_SAMPLE_SEED,
-                 draws=verify.DISTRIBUTION_DRAWS, draws_seed=_SAMPLE_SEED + 7)
+        np.savez(inputs, **{contract.Z: reference.z, contract.X: reference.x,
+                            contract.NUM_SAMPLES: verify.SAMPLE_ROWS,
+                            contract.TEMPERATURE: verify.DISTRIBUTION_TEMPERATURE,
+                            contract.SEED: verify.SAMPLE_SEED,
+                            "draws": verify.DISTRIBUTION_DRAWS, "draws_seed": verify.DRAWS_SEED})
         env = dict(os.environ)
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         try:
@@ -93,6 +102,34 @@ def _group(results, prefix):
     return {k.split(".", 1)[1]: v for k, v in results.items() if k.startswith(prefix + ".")}
 
 
+def _check_loaded_alone(artefact, report):
+    if report["forbidden_modules"]:
+        raise verify.ExportCheckError(
+            f"{artefact}: loading it imported {report['forbidden_modules']}; the SavedModel "
+            "must load without keras_vae and tensorflow_probability."
+        )
+    missing = sorted(set(SIGNATURES) - set(report["signatures"]))
+    if missing:
+        raise verify.ExportCheckError(f"{artefact}: signatures {missing} are missing.")
+
+
+def _check_seeding(artefact, a, b, c, event_shape):
+    """The same seed twice gave a and b (equal), another seed c (a different z)."""
+    for key in contract.OUTPUTS[contract.SAMPLE]:
+        if not np.array_equal(a[key], b[key]):
+            raise verify.ExportCheckError(
+                f"{artefact} sample: the same seed gave different '{key}' (max abs diff "
+                f"{np.max(np.abs(a[key] - b[key])):.3g}); sampling must be a function of the seed."
+            )
+    if np.array_equal(a[contract.Z], c[contract.Z]):
+        raise verify.ExportCheckError(f"{artefact} sample: seeds {verify.SAMPLE_SEED} and "
+                                      f"{verify.SAMPLE_SEED + 1} gave the same z.")
+    expected = (verify.SAMPLE_ROWS,) + event_shape
+    if a[contract.IMAGES].shape != expected:
+        raise verify.ExportCheckError(f"{artefact} sample: images of shape "
+                                      f"{a[contract.IMAGES].shape}, expected {expected}.")
+
+
 def check(path, reference):
     """Verifies a written SavedModel against the Keras model; returns the parity figures.
 
@@ -102,45 +139,25 @@ def check(path, reference):
     whose mean image and pixel variance must match the Keras model's samples.
     """
     results = run_in_fresh_process(path, reference)
-    report = results.pop("report")
     artefact = f"SavedModel {str(path)!r}"
-    if report["forbidden_modules"]:
-        raise verify.ExportCheckError(
-            f"{artefact}: loading it imported {report['forbidden_modules']}; the SavedModel "
-            "must load without keras_vae and tensorflow_probability."
-        )
-    missing = sorted(set(SIGNATURES) - set(report["signatures"]))
-    if missing:
-        raise verify.ExportCheckError(f"{artefact}: signatures {missing} are missing.")
+    _check_loaded_alone(artefact, results.pop("report"))
     figures = {
-        "decode_max_abs_diff": verify.check_outputs(
-            f"{artefact} decode", _group(results, "decode"), reference.decode),
-        "serving_default_max_abs_diff": verify.check_outputs(
-            f"{artefact} serving_default", _group(results, "serving_default"), reference.decode),
-        "encode_max_abs_diff": verify.check_outputs(
-            f"{artefact} encode", _group(results, "encode"), reference.encode),
+        f"{name}_max_abs_diff": verify.check_outputs(
+            f"{artefact} {name}", _group(results, name), want)
+        for name, want in ((contract.DECODE, reference.decode),
+                           (contract.SERVING_DEFAULT, reference.decode),
+                           (contract.ENCODE, reference.encode))
     }
     a, b, c = (_group(results, s) for s in ("sample_a", "sample_b", "sample_c"))
-    for key in ("images", "z"):
-        if not np.array_equal(a[key], b[key]):
-            raise verify.ExportCheckError(
-                f"{artefact} sample: the same seed gave different '{key}' (max abs diff "
-                f"{np.max(np.abs(a[key] - b[key])):.3g}); sampling must be a function of the seed."
-            )
-    if np.array_equal(a["z"], c["z"]):
-        raise verify.ExportCheckError(f"{artefact} sample: seeds {_SAMPLE_SEED} and "
-                                      f"{_SAMPLE_SEED + 1} gave the same z.")
-    expected_shape = (_SAMPLE_ROWS,) + reference.spec.event_shape
-    if a["images"].shape != expected_shape:
-        raise verify.ExportCheckError(
-            f"{artefact} sample: images of shape {a['images'].shape}, expected {expected_shape}.")
+    _check_seeding(artefact, a, b, c, reference.spec.event_shape)
     figures["sample_images_vs_keras_decode_max_abs_diff"] = verify.check_close(
-        f"{artefact} sample images (vs the Keras decoder on its z)", a["images"],
-        reference.decode_at(a["z"])["mean"])
+        f"{artefact} sample images (vs the Keras decoder on its z)", a[contract.IMAGES],
+        reference.decode_at(a[contract.Z])[contract.MEAN])
     draws = _group(results, "draws")
     figures["sample_distribution"] = verify.check_distribution(
-        f"{artefact} sample", draws["images"], reference.draws)
-    figures["sample_seed_check"] = {"seed": _SAMPLE_SEED, "z": a["z"].tolist()}
+        f"{artefact} sample", draws[contract.IMAGES], reference.draws)
+    figures["sample_seed_check"] = {contract.SEED: verify.SAMPLE_SEED,
+                                     contract.Z: a[contract.Z].tolist()}
     return figures
 
 
@@ -163,23 +180,13 @@ def export_savedmodel(model, base_dir, name="vae", version=1, overwrite=False):
       ExportCheckError: the exported model disagrees with the Keras model (the
         temporary folder is removed; nothing appears at the version path).
     """
-    path, _ = _export(model, base_dir, name, version, overwrite)
-    return path
-
-
-def _export(model, base_dir, name, version, overwrite, reference=None):
     target = version_path(base_dir, name, version)
-    if target.exists() and not overwrite:
-        raise FileExistsError(
-            f"SavedModel version {str(target)!r} exists; pass overwrite=True to replace it."
-        )
-    model, spec = _common.prepare(model)
-    reference = reference or _common.Reference(model, spec)
-    staging = _common.staging_dir(target.parent, f".tmp-{target.name}-")
-    try:
-        write(model, spec, staging / "model")
-        figures = check(staging / "model", reference)
-        _common.move_into_place(staging / "model", target, overwrite)
-    finally:
-        _common.remove(staging)
-    return str(target), figures
+    model, spec = spec_lib.prepare(model)
+    with _staging.staged(target, overwrite) as staging:
+        write(model, spec, staging)
+        check(staging, reference_lib.Reference(model, spec))
+    return str(target)
+
+
+__all__ = ["SIGNATURES", "CHECK_TIMEOUT", "SEEDING", "version_path", "write",
+           "run_in_fresh_process", "check", "export_savedmodel"]

@@ -2,7 +2,7 @@ r"""TFLite from the SavedModel: the decode and sample signatures, all TFLite bui
 
 `tf.lite.TFLiteConverter.from_saved_model(dir, signature_keys=['decode', 'sample'])`
 (converting concrete functions instead leaves variables uninitialised: NaN). The
-sampler's noise is the counter-based generator of `_graph`, made of builtin ops
+sampler's noise is the counter-based generator of `prng`, made of builtin ops
 (no Flex delegate), so the `.tflite` file runs on `ai_edge_litert`'s interpreter
 without TensorFlow, and a seed gives the same z as the SavedModel's `sample`.
 
@@ -17,17 +17,18 @@ import pathlib
 import numpy as np
 
 from keras_vae._backend import tf
-from keras_vae.export import _common
+from keras_vae.export import _staging
+from keras_vae.export import contract
+from keras_vae.export import reference as reference_lib
 from keras_vae.export import runtimes
+from keras_vae.export import spec as spec_lib
 from keras_vae.export import verify
 
-FILE = "vae.tflite"
-SIGNATURES = ("decode", "sample")
-_SAMPLE_ROWS = 5
-_SAMPLE_SEED = 1234
-
+FILE = contract.TFLITE_FILE
+SIGNATURES = contract.TFLITE_SIGNATURES
 
 interpreter = runtimes.tflite_interpreter
+run_signature = runtimes.run_signature
 
 
 def convert(savedmodel_path):
@@ -37,59 +38,69 @@ def convert(savedmodel_path):
     return converter.convert()
 
 
-run_signature = runtimes.run_signature
+def _sample_inputs(num_samples, seed, temperature):
+    names = contract.INPUTS[contract.SAMPLE]
+    return dict(zip(names, (np.array(num_samples, np.int32), np.array(temperature, np.float32),
+                            np.array(seed, np.int64))))
 
 
-def _sample(interp, num_samples, seed, temperature=1.0):
-    return run_signature(interp, "sample", num_samples=np.array(num_samples, np.int32),
-                         temperature=np.array(temperature, np.float32),
-                         seed=np.array(seed, np.int64))
+def _sample(interp, num_samples, seed, temperature=verify.DISTRIBUTION_TEMPERATURE):
+    return run_signature(interp, contract.SAMPLE, **_sample_inputs(num_samples, seed, temperature))
 
 
-def check(path, savedmodel_path, reference=None):
-    """Verifies the .tflite file against its SavedModel (and the Keras model, if `reference`)."""
+def _load(path):
     artefact = f"TFLite {pathlib.Path(path).name}"
     try:
         interp = interpreter(path)
         signatures = interp.get_signature_list()
     except Exception as error:
-        raise verify.ExportCheckError(f"{artefact}: the interpreter cannot load it: {error}") from error
+        raise verify.ExportCheckError(
+            f"{artefact}: the interpreter cannot load it: {error}") from error
     missing = sorted(set(SIGNATURES) - set(signatures))
     if missing:
         raise verify.ExportCheckError(f"{artefact}: signatures {missing} are missing.")
-    loaded = tf.saved_model.load(str(savedmodel_path))
-    decode = loaded.signatures["decode"]
-    sample = loaded.signatures["sample"]
+    return artefact, interp
+
+
+def _check_against_savedmodel(artefact, interp, loaded, z):
+    """Decode on z, and the same seed's z, as the SavedModel `loaded` gives them."""
+    decode = loaded.signatures[contract.DECODE]
+    want = {k: v.numpy() for k, v in decode(**{contract.Z: tf.constant(z)}).items()}
+    got = run_signature(interp, contract.DECODE, **{contract.Z: z})
+    figures = {"decode_max_abs_diff_vs_savedmodel": verify.check_outputs(
+        f"{artefact} decode", got, want)}
+    first, again = (_sample(interp, verify.SAMPLE_ROWS, verify.SAMPLE_SEED) for _ in range(2))
+    for key in contract.OUTPUTS[contract.SAMPLE]:
+        if not np.array_equal(first[key], again[key]):
+            raise verify.ExportCheckError(
+                f"{artefact} sample: the same seed gave different '{key}'.")
+    feeds = _sample_inputs(verify.SAMPLE_ROWS, verify.SAMPLE_SEED, verify.DISTRIBUTION_TEMPERATURE)
+    tf_sample = loaded.signatures[contract.SAMPLE](**{k: tf.constant(v) for k, v in feeds.items()})
+    figures["sample_z_max_abs_diff_vs_savedmodel"] = verify.check_close(
+        f"{artefact} sample z (vs the SavedModel's z for the same seed)", first[contract.Z],
+        tf_sample[contract.Z].numpy())
+    return figures, got
+
+
+def check(path, savedmodel_path, reference=None):
+    """Verifies the .tflite file against its SavedModel (and the Keras model, if `reference`)."""
+    artefact, interp = _load(path)
+    loaded = runtimes.savedmodel(savedmodel_path)
     if reference is not None:
         z = reference.z
     else:
-        z = np.random.default_rng(_common.REFERENCE_SEED).standard_normal(
-            (_common.REFERENCE_ROWS, decode.structured_input_signature[1]["z"].shape[-1])
-        ).astype("float32")
-    figures = {}
-    want = {k: v.numpy() for k, v in decode(z=tf.constant(z)).items()}
-    got = run_signature(interp, "decode", z=z)
-    figures["decode_max_abs_diff_vs_savedmodel"] = verify.check_outputs(f"{artefact} decode", got, want)
+        decode = loaded.signatures[contract.DECODE]
+        z = reference_lib.reference_z(decode.structured_input_signature[1][contract.Z].shape[-1])
+    figures, got = _check_against_savedmodel(artefact, interp, loaded, z)
     if reference is not None:
         figures["decode_max_abs_diff"] = verify.check_outputs(
             f"{artefact} decode", got, reference.decode)
-    first, again = _sample(interp, _SAMPLE_ROWS, _SAMPLE_SEED), _sample(interp, _SAMPLE_ROWS, _SAMPLE_SEED)
-    for key in ("images", "z"):
-        if not np.array_equal(first[key], again[key]):
-            raise verify.ExportCheckError(f"{artefact} sample: the same seed gave different '{key}'.")
-    tf_sample = {k: v.numpy() for k, v in sample(
-        num_samples=tf.constant(_SAMPLE_ROWS, tf.int32), temperature=tf.constant(1.0),
-        seed=tf.constant(_SAMPLE_SEED, tf.int64)).items()}
-    figures["sample_z_max_abs_diff_vs_savedmodel"] = verify.check_close(
-        f"{artefact} sample z (vs the SavedModel's z for the same seed)", first["z"], tf_sample["z"])
-    if reference is not None:
-        draws = _sample(interp, verify.DISTRIBUTION_DRAWS, _SAMPLE_SEED + 7,
-                        verify.DISTRIBUTION_TEMPERATURE)
+        draws = _sample(interp, verify.DISTRIBUTION_DRAWS, verify.DRAWS_SEED)
         figures["sample_images_vs_keras_decode_max_abs_diff"] = verify.check_close(
-            f"{artefact} sample images (vs the Keras decoder on its z)", draws["images"],
-            reference.decode_at(draws["z"])["mean"])
+            f"{artefact} sample images (vs the Keras decoder on its z)", draws[contract.IMAGES],
+            reference.decode_at(draws[contract.Z])[contract.MEAN])
         figures["sample_distribution"] = verify.check_distribution(
-            f"{artefact} sample", draws["images"], reference.draws)
+            f"{artefact} sample", draws[contract.IMAGES], reference.draws)
     return figures
 
 
@@ -105,29 +116,30 @@ def export_tflite(savedmodel_path, out_dir, overwrite=False, model=None):
 
     Returns:
       The path (str) of the .tflite file.
+
+    Raises:
+      FileNotFoundError: no SavedModel at `savedmodel_path`.
+      FileExistsError, ExportCheckError (nothing is left in out_dir).
     """
-    reference = None
-    if model is not None:
-        model, spec = _common.prepare(model)
-        reference = _common.Reference(model, spec)
-    path, _ = _export(savedmodel_path, out_dir, overwrite, reference)
-    return path
-
-
-def _export(savedmodel_path, out_dir, overwrite, reference=None):
     savedmodel_path = pathlib.Path(savedmodel_path)
     if not (savedmodel_path / "saved_model.pb").is_file():
         raise FileNotFoundError(f"No SavedModel at {str(savedmodel_path)!r} (no saved_model.pb).")
-    out_dir = pathlib.Path(out_dir)
-    target = out_dir / FILE
-    if target.exists() and not overwrite:
-        raise FileExistsError(f"{str(target)!r} exists; pass overwrite=True to replace it.")
-    staging = _common.staging_dir(out_dir, ".tmp-tflite-")
-    try:
-        path = staging / FILE
-        path.write_bytes(convert(savedmodel_path))
-        figures = check(path, savedmodel_path, reference)
-        _common.move_into_place(path, target, overwrite)
-    finally:
-        _common.remove(staging)
-    return str(target), figures
+    reference = None
+    if model is not None:
+        reference = reference_lib.Reference(*spec_lib.prepare(model))
+    target = pathlib.Path(out_dir) / FILE
+    with _staging.staged(target, overwrite) as path:
+        write(path, savedmodel_path, reference)
+    return str(target)
+
+
+def write(path, savedmodel_path, reference=None):
+    """Converts the SavedModel into `path` and checks it; returns the parity figures."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(convert(savedmodel_path))
+    return check(path, savedmodel_path, reference)
+
+
+__all__ = ["FILE", "SIGNATURES", "interpreter", "run_signature", "convert", "check", "write",
+           "export_tflite"]

@@ -39,6 +39,11 @@ DISTRIBUTION_FLOOR = 1e-4
 DISTRIBUTION_DRAWS = 2000
 #: The temperature at which sampling is compared.
 DISTRIBUTION_TEMPERATURE = 1.0
+#: Draws and seed of the reproducibility checks (the same seed twice, then SAMPLE_SEED + 1).
+SAMPLE_ROWS = 5
+SAMPLE_SEED = 1234
+#: The seed of the DISTRIBUTION_DRAWS draws of a seeded sampler.
+DRAWS_SEED = SAMPLE_SEED + 7
 
 
 class ExportCheckError(RuntimeError):
@@ -68,7 +73,8 @@ def max_abs_diff(what, got, want):
     got = np.asarray(got, "float64")
     want = np.asarray(want, "float64")
     if got.shape != want.shape:
-        raise ExportCheckError(f"{what}: shape {got.shape}, but the Keras model gives {want.shape}.")
+        raise ExportCheckError(
+            f"{what}: shape {got.shape}, but the Keras model gives {want.shape}.")
     if not np.all(np.isfinite(got)):
         raise ExportCheckError(
             f"{what}: {int((~np.isfinite(got)).sum())} non-finite values (NaN or Inf) in the "
@@ -152,7 +158,8 @@ def check_distribution(artefact, exported, reference):
             f"{mean_k.size}."
         )
     se_mean = np.sqrt(var_e / n_e + var_k / n_k)
-    se_var = np.sqrt(np.maximum(m4_e - var_e ** 2, 0) / n_e + np.maximum(m4_k - var_k ** 2, 0) / n_k)
+    se_var = np.sqrt(np.maximum(m4_e - var_e ** 2, 0) / n_e
+                     + np.maximum(m4_k - var_k ** 2, 0) / n_k)
     figures = {"draws": int(n_e)}
     for name, got, want, se in (("mean", mean_e, mean_k, se_mean),
                                 ("variance", var_e, var_k, se_var)):
@@ -160,7 +167,8 @@ def check_distribution(artefact, exported, reference):
         bound = DISTRIBUTION_SIGMAS * se + DISTRIBUTION_FLOOR
         sigmas = diff / np.maximum(se, 1e-12)
         figures[f"{name}_max_abs_diff"] = float(diff.max())
-        figures[f"{name}_max_sigmas"] = float(np.max(np.where(diff > DISTRIBUTION_FLOOR, sigmas, 0)))
+        figures[f"{name}_max_sigmas"] = float(
+            np.max(np.where(diff > DISTRIBUTION_FLOOR, sigmas, 0)))
         if np.any(diff > bound):
             i = int(np.argmax(diff - bound))
             raise ExportCheckError(
@@ -188,7 +196,7 @@ def _decode_with(key, path, z):
 
         decode = runtimes.savedmodel(path).signatures[contract.DECODE]
         return decode(**{z_name: tf.constant(z)})[mean].numpy()
-    if key == contract.onnx_artefact("decoder"):
+    if key == contract.onnx_artefact(contract.ONNX_DECODER):
         return runtimes.run_onnx(runtimes.onnx_session(path), {z_name: z})[mean]
     if key == contract.ARTEFACT_TFLITE:
         interp = runtimes.tflite_interpreter(path)
@@ -247,7 +255,7 @@ def verify_export_dir(model, export_dir, manifest=None):
             got = _decode_with(key, path, z)
             if got is not None:
                 results[key] = check_close(f"{key} decode", got, want)
-            elif key.startswith(contract.onnx_artefact("sampler")):
+            elif key.startswith(contract.onnx_artefact(contract.ONNX_SAMPLER)):
                 results[key] = _check_sampler(key, path, want.shape)
         except ExportCheckError:
             raise
@@ -264,7 +272,8 @@ def result_lines(results):
 
 __all__ = [
     "DECODE_ATOL", "INT8_MAX_ERROR", "DISTRIBUTION_SIGMAS", "DISTRIBUTION_FLOOR",
-    "DISTRIBUTION_DRAWS", "DISTRIBUTION_TEMPERATURE", "VERIFY_ROWS", "VERIFY_SEED",
+    "DISTRIBUTION_DRAWS", "DISTRIBUTION_TEMPERATURE", "SAMPLE_ROWS", "SAMPLE_SEED", "DRAWS_SEED",
+    "VERIFY_ROWS", "VERIFY_SEED",
     "ExportCheckError", "tolerances", "max_abs_diff", "check_close", "check_outputs",
     "check_int8", "check_distribution", "verify_export_dir", "result_lines",
 ]

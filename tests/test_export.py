@@ -20,7 +20,10 @@ import keras_vae
 from keras_vae import networks
 from keras_vae import priors as priors_lib
 from keras_vae import export
-from keras_vae.export import _graph
+from keras_vae.export import graphs
+from keras_vae.export import prng
+from keras_vae.export import reference as reference_lib
+from keras_vae.export import spec as spec_lib
 from keras_vae.export import onnx_export
 from keras_vae.export import savedmodel as savedmodel_lib
 from keras_vae.export import verify
@@ -467,28 +470,26 @@ def test_counter_normal_is_a_seeded_standard_normal():
     import tensorflow as tf
 
     shape = tf.constant([4000, 8], tf.int64)
-    a = _graph.counter_normal(shape, tf.constant(5, tf.int64)).numpy()
-    b = _graph.counter_normal(shape, tf.constant(5, tf.int64)).numpy()
-    c = _graph.counter_normal(shape, tf.constant(6, tf.int64)).numpy()
+    a = prng.counter_normal(shape, tf.constant(5, tf.int64)).numpy()
+    b = prng.counter_normal(shape, tf.constant(5, tf.int64)).numpy()
+    c = prng.counter_normal(shape, tf.constant(6, tf.int64)).numpy()
     np.testing.assert_array_equal(a, b)
     assert abs(a.mean()) < 0.03 and abs(a.std() - 1) < 0.03
     assert abs(np.corrcoef(a.ravel(), c.ravel())[0, 1]) < 0.03
     assert abs(np.corrcoef(a[:, 0], a[:, 1])[0, 1]) < 0.05
     assert abs(np.mean(np.abs(a) < 1.0) - 0.6827) < 0.02  # the normal's shape, not just moments
-    prefix = _graph.counter_normal(tf.constant([10, 8], tf.int64), tf.constant(5, tf.int64))
+    prefix = prng.counter_normal(tf.constant([10, 8], tf.int64), tf.constant(5, tf.int64))
     np.testing.assert_array_equal(prefix.numpy(), a[:10])  # n only extends the draws
 
 
 def test_mixture_prior_samplers_agree_with_keras_in_distribution(tmp_path):
     model = _tiny_vae(prior="mixture", seed=1)
-    spec = _graph.ExportSpec(model)
+    spec = spec_lib.ExportSpec(model)
     assert spec.prior == "mixture" and spec.num_components == 10
-    from keras_vae.export import _common
-
-    reference = _common.Reference(model, spec)
+    reference = reference_lib.Reference(model, spec)
     import tensorflow as tf
 
-    sample = tf.function(_graph.sample_function(model, spec))
+    sample = tf.function(graphs.sample_function(model, spec))
     draws = sample(tf.constant(verify.DISTRIBUTION_DRAWS), tf.constant(1.0),
                    tf.constant(3, tf.int64))
     keras_z = np.asarray(model.sample_latents(verify.DISTRIBUTION_DRAWS, 1.0, seed=4))
@@ -510,7 +511,7 @@ def test_unsupported_prior_raises_not_implemented():
 
     model = _tiny_vae(prior=OpaquePrior(LATENT, name="prior"))
     with pytest.raises(NotImplementedError, match="Cannot export the sampler"):
-        _graph.ExportSpec(model)
+        spec_lib.ExportSpec(model)
 
 
 def test_bad_names_and_versions_are_refused(trained, tmp_path):
@@ -526,18 +527,16 @@ def test_continuous_bernoulli_decoder_converts_to_onnx(mnist_binary, tmp_path):
     """TFP's ContinuousBernoulli mean uses Expm1, which tf2onnx lacks: the exporter maps it."""
     import onnx
 
-    from keras_vae.export import _common
-
     model = keras_vae.VAE(
         latent_dim=LATENT, event_shape=EVENT, likelihood="continuous_bernoulli", seed=0,
         encoder=networks.build_encoder("mlp", EVENT, hidden_units=(32,)),
         decoder=networks.build_decoder("mlp", LATENT, EVENT, hidden_units=(32,)),
     )
     model.initialize_output_bias(mnist_binary[0][:200])  # logits from -6.9 up: Expm1's branch
-    spec = _graph.ExportSpec(model)
+    spec = spec_lib.ExportSpec(model)
     assert spec.likelihood == "continuous_bernoulli" and spec.decoder_outputs == ["logits", "mean"]
     path = tmp_path / "decoder.onnx"
     onnx.save(onnx_export.build_decoder(model, spec), str(path))
     assert "Expm1" not in {n.op_type for n in onnx.load(str(path)).graph.node}
-    figures = onnx_export.check_decoder(path, _common.Reference(model, spec))
+    figures = onnx_export.check_decoder(path, reference_lib.Reference(model, spec))
     assert figures["decode_max_abs_diff"]["mean"] <= verify.DECODE_ATOL
