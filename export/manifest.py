@@ -1,183 +1,78 @@
-r"""manifest.json: what was exported, read back from the files themselves.
+r"""manifest.json: what an export folder holds, written by `export_all`, read by every reader.
+
+The reader (`load` and the accessors below) imports neither TensorFlow nor ONNX, so
+the development server, the web page builder and the clients read an export folder
+through it instead of parsing the JSON by hand. The writer (`build`) reads each
+artefact's facts back from the files themselves (`describe`).
+
+Schema (format "keras_vae.export/1"; paths relative to the manifest's folder, POSIX):
 
 ```none
-{
-  "format": "keras_vae.export/1",
-  "model": {latent_dim, event_shape, likelihood, prior, prior_components, decoder_outputs},
-  "artefacts": {
-    "savedmodel":   {path, base_path, model_name, version, size_bytes, sha256, files: [...],
-                     signatures: {decode: {inputs: {z: {name, dtype, shape}}, outputs: {...}}, ...}},
-    "onnx_decoder" | "onnx_sampler" | "onnx_sampler_int8": {path, size_bytes, sha256, opset,
-                     inputs: {...}, outputs: {...}},
-    "tflite":       {path, size_bytes, sha256, signatures: {...}}
-  },
-  "sampling": {how each runtime draws its noise and how to seed it},
-  "parity": {per artefact: max abs diffs, int8 error, sampling statistics},
-  "tolerances": {...}, "versions": {tensorflow, keras, ...}, "created": ISO time
-}
+format       str   "keras_vae.export/1": name/major; a reader refuses another name or major
+created      str   ISO 8601 UTC time of the export
+formats      [str] the formats exported, a subset of ("savedmodel", "onnx", "tflite")
+onnx_opset   int   the ONNX opset (only when "onnx" was exported)
+model        {latent_dim: int d, event_shape: [int], likelihood: str, prior: str,
+              prior_components: int C, decoder_outputs: [str] ("mean" + likelihood parameters)}
+artefacts    {key: entry}, key one of
+  "savedmodel"        {path: "savedmodel/NAME/VERSION", base_path: "savedmodel",
+                       model_name: str, version: int, size_bytes: int, sha256: str,
+                       files: [{path, size_bytes, sha256}],
+                       signatures: {name: {method, inputs, outputs}}}
+  "onnx_decoder" | "onnx_sampler" | "onnx_sampler_int8"
+                      {path: "onnx/FILE", size_bytes, sha256, opset: int, inputs, outputs}
+  "tflite"            {path: "tflite/vae.tflite", size_bytes, sha256,
+                       signatures: {name: {inputs, outputs}}}
+  where inputs / outputs are {tensor: {name: str, dtype: str, shape: [int | str] | null}}
+sampling     {savedmodel_and_tflite: str, onnx: str}  how each runtime draws noise, seeds
+parity       {key: figures}  the export's own checks: max abs diffs, int8 error, statistics
+tolerances   {...}           the tolerances the checks used (`verify.tolerances()`)
+versions     {package: str | null}  python and the libraries of the export
 ```
 
-Paths are relative to the manifest's folder. Shapes use -1 (SavedModel, TFLite)
-or a symbol name (ONNX) for dynamic sizes. A folder's sha256 is the digest of
-its sorted list of 'relative path, NUL, file sha256, newline' lines.
+Shapes use -1 (SavedModel, TFLite) or a symbol name (ONNX) for dynamic sizes. A
+folder's sha256 is the digest of its sorted 'relative path, NUL, file sha256,
+newline' lines. Signature, input and output names are `contract`'s.
 """
 
 import datetime
-import hashlib
-import importlib.metadata
 import json
 import pathlib
-import platform
 
-import numpy as np
+from keras_vae import _util
+from keras_vae.export import contract
+from keras_vae.export import describe as describe_lib
 
-FORMAT = "keras_vae.export/1"
-_PACKAGES = ("tensorflow", "keras", "tensorflow-probability", "onnx", "tf2onnx", "onnxruntime",
-             "ai-edge-litert", "numpy", "keras-vae")
-
-
-def sha256_file(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+#: The format tag written (the same as `contract.MANIFEST_FORMAT`).
+FORMAT = contract.MANIFEST_FORMAT
 
 
-def describe_file(path, rel):
-    """{path, size_bytes, sha256} of a file, `rel` being the path written into the manifest."""
-    path = pathlib.Path(path)
-    return {"path": str(rel), "size_bytes": path.stat().st_size, "sha256": sha256_file(path)}
+class ManifestError(ValueError):
+    """A manifest is not one this reader understands (bad JSON, format or fields)."""
 
 
-def describe_dir(path, rel):
-    """{path, size_bytes, sha256, files} of a folder (every file, sorted, relative)."""
-    path = pathlib.Path(path)
-    files = []
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        files.append(describe_file(file, file.relative_to(path).as_posix()))
-    digest = hashlib.sha256()
-    for entry in files:
-        digest.update(f"{entry['path']}\0{entry['sha256']}\n".encode())
-    return {"path": str(rel), "size_bytes": sum(f["size_bytes"] for f in files),
-            "sha256": digest.hexdigest(), "files": files}
+class MissingArtefactError(ManifestError, LookupError):
+    """The export folder has no artefact of the kind asked for."""
 
 
-def versions():
-    """Installed versions of the libraries an export depends on."""
-    found = {"python": platform.python_version()}
-    for package in _PACKAGES:
-        try:
-            found[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            found[package] = None
-    return found
+# ------------------------------------------------------------------- writing
 
 
-# ------------------------------------------------------------------- reading signatures back
-
-
-def savedmodel_signatures(path):
-    """{signature: {inputs, outputs}} from saved_model.pb, as TF Serving reads it."""
-    from tensorflow.core.protobuf import saved_model_pb2
-    from tensorflow.python.framework import dtypes
-
-    proto = saved_model_pb2.SavedModel()
-    proto.ParseFromString((pathlib.Path(path) / "saved_model.pb").read_bytes())
-    meta = next(m for m in proto.meta_graphs if "serve" in m.meta_info_def.tags)
-
-    def tensors(mapping):
-        out = {}
-        for key in sorted(mapping):
-            info = mapping[key]
-            shape = None if info.tensor_shape.unknown_rank else [int(d.size) for d in info.tensor_shape.dim]
-            out[key] = {"name": info.name, "dtype": dtypes.as_dtype(info.dtype).name, "shape": shape}
-        return out
-
-    return {key: {"method": sig.method_name, "inputs": tensors(sig.inputs),
-                  "outputs": tensors(sig.outputs)}
-            for key, sig in sorted(meta.signature_def.items())
-            if not key.startswith("__")}
-
-
-def onnx_io(path):
-    """({input: spec}, {output: spec}, opset) of an ONNX file."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-
-    def spec(value):
-        tensor = value.type.tensor_type
-        dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or -1)
-                for d in tensor.shape.dim]
-        return {"name": value.name,
-                "dtype": np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type)).name,
-                "shape": dims}
-
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
-    return ({v.name: spec(v) for v in model.graph.input},
-            {v.name: spec(v) for v in model.graph.output}, opset)
-
-
-def tflite_signatures(path):
-    """{signature: {inputs, outputs}} from the .tflite file's own signature defs."""
-    from keras_vae.export import tflite_export
-
-    interp = tflite_export.interpreter(path)
-    out = {}
-    for key in sorted(interp.get_signature_list()):
-        runner = interp.get_signature_runner(key)
-
-        def tensors(details):
-            return {k: {"name": d["name"], "dtype": np.dtype(d["dtype"]).name,
-                        "shape": [int(s) for s in d["shape_signature"]]}
-                    for k, d in sorted(details.items())}
-
-        out[key] = {"inputs": tensors(runner.get_input_details()),
-                    "outputs": tensors(runner.get_output_details())}
-    return out
-
-
-# ------------------------------------------------------------------- the manifest
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def build(spec, artefacts, parity, sampling, tolerances):
+def build(spec, artefacts, parity, sampling, tolerances, formats=None):
     """The manifest dict.
 
     Args:
-      spec: the model's `_graph.ExportSpec`.
+      spec: the model's `graphs.ExportSpec` (anything with `describe()`).
       artefacts: {key: (path on disk now, path relative to the manifest, extra dict)}.
       parity, sampling, tolerances: dicts recorded as they are.
+      formats: the exported formats, recorded under 'formats' when given.
+
+    Returns:
+      A JSON-ready dict.
     """
-    described = {}
-    for key, (path, rel, extra) in artefacts.items():
-        path = pathlib.Path(path)
-        if key == "savedmodel":
-            entry = describe_dir(path, rel)
-            entry["signatures"] = savedmodel_signatures(path)
-        elif key.startswith("onnx_"):
-            entry = describe_file(path, rel)
-            entry["inputs"], entry["outputs"], entry["opset"] = onnx_io(path)
-        elif key == "tflite":
-            entry = describe_file(path, rel)
-            entry["signatures"] = tflite_signatures(path)
-        else:  # pragma: no cover
-            raise ValueError(f"Unknown artefact {key!r}.")
-        entry.update(extra or {})
-        described[key] = entry
-    return _jsonable({
+    described = {key: describe_lib.artefact(key, path, rel, extra)
+                 for key, (path, rel, extra) in artefacts.items()}
+    manifest = {
         "format": FORMAT,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "model": spec.describe(),
@@ -185,15 +80,171 @@ def build(spec, artefacts, parity, sampling, tolerances):
         "sampling": sampling,
         "parity": parity,
         "tolerances": tolerances,
-        "versions": versions(),
-    })
+        "versions": _util.versions(),
+    }
+    if formats is not None:
+        manifest["formats"] = list(formats)
+        decoder = described.get(contract.onnx_artefact("decoder"))
+        if decoder is not None:  # as read back from the file
+            manifest["onnx_opset"] = decoder["opset"]
+    return _util.jsonable(manifest)
 
 
 def write(manifest, path):
-    pathlib.Path(path).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+    """Writes `manifest` to `path` atomically; returns `path`."""
+    _util.atomic_write_json(path, manifest)
     return path
 
 
+# ------------------------------------------------------------------- reading
+
+
 def load(path):
-    """Reads a manifest.json (a dict)."""
-    return json.loads(pathlib.Path(path).read_text())
+    """Reads and checks a manifest: the export folder or its manifest.json.
+
+    Args:
+      path: an export folder (holding manifest.json) or the manifest file itself.
+
+    Returns:
+      The manifest (a dict).
+
+    Raises:
+      FileNotFoundError: no such folder or file, or a folder without manifest.json.
+      ManifestError (a ValueError): not JSON, another format, or missing fields.
+    """
+    path = pathlib.Path(path)
+    file = path / contract.MANIFEST_FILE if path.is_dir() else path
+    if not file.is_file():
+        where = f"{str(path)!r} has no {contract.MANIFEST_FILE}" if path.is_dir() else \
+            f"No export manifest at {str(path)!r}"
+        raise FileNotFoundError(
+            f"{where}: not an export folder (write one with keras_vae.export.export_all).")
+    try:
+        manifest = json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as error:
+        raise ManifestError(f"{str(file)!r} is not valid JSON: {error}") from error
+    check(manifest, file)
+    return manifest
+
+
+def check(manifest, where="the manifest"):
+    """Raises ManifestError unless `manifest` has this reader's format and fields."""
+    if not isinstance(manifest, dict):
+        raise ManifestError(f"{where}: a manifest is a JSON object, got {type(manifest).__name__}.")
+    tag = manifest.get("format")
+    name, _, major = FORMAT.partition("/")
+    got_name, _, got_version = str(tag).partition("/")
+    if not isinstance(tag, str) or got_name != name or got_version.split(".")[0] != major:
+        raise ManifestError(
+            f"{where}: format {tag!r} is not {FORMAT!r} (an export of another kind or "
+            "major version; re-export the model with this keras_vae).")
+    model, artefacts = manifest.get("model"), manifest.get("artefacts")
+    if not isinstance(model, dict) or not isinstance(artefacts, dict):
+        raise ManifestError(f"{where}: 'model' and 'artefacts' must be JSON objects.")
+    for key, entry in artefacts.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+            raise ManifestError(f"{where}: artefact {key!r} has no 'path' string.")
+    for key in ("latent_dim", "event_shape"):
+        if key not in model:
+            raise ManifestError(f"{where}: 'model' has no {key!r}.")
+
+
+def artefact(manifest, key):
+    """The manifest entry (a dict) of artefact `key`; MissingArtefactError if absent."""
+    entry = (manifest.get("artefacts") or {}).get(key)
+    if entry is None:
+        raise MissingArtefactError(
+            f"The export has no {key!r} artefact (it holds {sorted(manifest.get('artefacts') or {})}); "
+            "export that format too.")
+    return entry
+
+
+def artefact_path(manifest, key, export_dir):
+    """The path of artefact `key` (a file or a folder) inside `export_dir`.
+
+    Raises:
+      MissingArtefactError: the export has no such artefact.
+      ManifestError: its recorded path leaves the export folder (absolute or '..').
+    """
+    rel = pathlib.PurePosixPath(artefact(manifest, key)["path"])
+    if rel.is_absolute() or ".." in rel.parts or not rel.parts:
+        raise ManifestError(f"Artefact {key!r} has the path {str(rel)!r}, which is not inside "
+                            "the export folder.")
+    return pathlib.Path(export_dir).joinpath(*rel.parts)
+
+
+def savedmodel_base(manifest, export_dir):
+    """TF Serving's model base path: the folder EXPORT/savedmodel/NAME holding the versions."""
+    entry = artefact(manifest, contract.ARTEFACT_SAVEDMODEL)
+    version_dir = artefact_path(manifest, contract.ARTEFACT_SAVEDMODEL, export_dir)
+    name = entry.get("model_name") or version_dir.parent.name
+    return pathlib.Path(export_dir) / entry.get("base_path", contract.SAVEDMODEL_DIR) / name
+
+
+def onnx_file(manifest, role, export_dir):
+    """The path of an ONNX file: role 'decoder', 'sampler' or 'sampler_int8'."""
+    return artefact_path(manifest, contract.onnx_artefact(role), export_dir)
+
+
+def event_shape(manifest):
+    """The shape of one image, a tuple of ints."""
+    return tuple(int(s) for s in manifest["model"]["event_shape"])
+
+
+def latent_dim(manifest):
+    """The latent dimension d, an int."""
+    return int(manifest["model"]["latent_dim"])
+
+
+def decoder_outputs(manifest):
+    """The decode signature's output names ('mean' and the likelihood's parameters)."""
+    return list(manifest["model"].get("decoder_outputs") or contract.OUTPUTS[contract.DECODE])
+
+
+def signatures(manifest, key=contract.ARTEFACT_SAVEDMODEL):
+    """{signature: {inputs, outputs}} as recorded for the SavedModel (or key 'tflite')."""
+    found = artefact(manifest, key).get("signatures")
+    if not isinstance(found, dict):
+        raise ManifestError(f"Artefact {key!r} records no signatures.")
+    return found
+
+
+# ------------------------------------------------------------------- summary
+
+
+def _check_note(figures):
+    decode = figures.get("decode_max_abs_diff")
+    if isinstance(decode, dict) and decode:
+        return f"decode max |diff| {max(decode.values()):.1e}"
+    if figures.get("decode_error_vs_keras") is not None:
+        error = figures["decode_error_vs_keras"].get("max_abs_error")
+        return "int8, error within tolerance" + (f" ({error:.1e})" if error is not None else "")
+    return "checked" if figures else ""
+
+
+def summary_lines(manifest, out):
+    """One line per exported artefact: its path, its size and the export's own parity figure.
+
+    Args:
+      manifest: a manifest dict (or None).
+      out: the export folder the paths are relative to.
+
+    Returns:
+      A list of lines (at least one).
+    """
+    lines = []
+    parity = (manifest or {}).get("parity") or {}
+    for key, info in ((manifest or {}).get("artefacts") or {}).items():
+        size = info.get("size_bytes")
+        size = f"{size / 1e6:.1f} MB" if isinstance(size, (int, float)) else ""
+        note = _check_note(parity.get(key) or {})
+        lines.append(f"  {key:<18} {pathlib.Path(out) / info.get('path', '')}  {size}  {note}"
+                     .rstrip())
+    return lines or [f"  {out}"]
+
+
+__all__ = [
+    "FORMAT", "ManifestError", "MissingArtefactError", "build", "write", "load", "check",
+    "artefact", "artefact_path", "savedmodel_base", "onnx_file", "event_shape", "latent_dim",
+    "decoder_outputs", "signatures", "summary_lines",
+]

@@ -35,6 +35,7 @@ import numpy as np
 from keras_vae._backend import tf
 from keras_vae.export import _common
 from keras_vae.export import _graph
+from keras_vae.export import runtimes
 from keras_vae.export import verify
 
 DEFAULT_OPSET = 17
@@ -169,25 +170,8 @@ def quantize(source, target):
     return target
 
 
-def session(path):
-    """An onnxruntime CPU session of the file at `path` (after onnx.checker's full check)."""
-    import onnx
-    import onnxruntime
-
-    try:
-        onnx.checker.check_model(str(path), full_check=True)
-    except Exception as error:  # onnx raises several types
-        raise verify.ExportCheckError(f"ONNX {pathlib.Path(path).name}: onnx.checker: {error}") from error
-    try:
-        return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception as error:
-        raise verify.ExportCheckError(
-            f"ONNX {pathlib.Path(path).name}: onnxruntime cannot load it: {error}") from error
-
-
-def _run(sess, feeds):
-    names = [o.name for o in sess.get_outputs()]
-    return dict(zip(names, sess.run(names, feeds)))
+session = runtimes.onnx_session
+_run = runtimes.run_onnx
 
 
 def check_decoder(path, reference):

@@ -18,6 +18,7 @@ import numpy as np
 
 from keras_vae._backend import tf
 from keras_vae.export import _common
+from keras_vae.export import runtimes
 from keras_vae.export import verify
 
 FILE = "vae.tflite"
@@ -26,15 +27,7 @@ _SAMPLE_ROWS = 5
 _SAMPLE_SEED = 1234
 
 
-def interpreter(path_or_bytes):
-    """An interpreter: `ai_edge_litert` if installed, else TF's own `tf.lite.Interpreter`."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:  # pragma: no cover - the export extra installs it
-        Interpreter = tf.lite.Interpreter
-    if isinstance(path_or_bytes, (bytes, bytearray)):
-        return Interpreter(model_content=bytes(path_or_bytes))
-    return Interpreter(model_path=str(path_or_bytes))
+interpreter = runtimes.tflite_interpreter
 
 
 def convert(savedmodel_path):
@@ -44,10 +37,7 @@ def convert(savedmodel_path):
     return converter.convert()
 
 
-def run_signature(interp, name, **inputs):
-    """Runs one signature of an interpreter; returns {output: array}."""
-    runner = interp.get_signature_runner(name)
-    return {k: np.asarray(v) for k, v in runner(**inputs).items()}
+run_signature = runtimes.run_signature
 
 
 def _sample(interp, num_samples, seed, temperature=1.0):

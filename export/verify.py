@@ -15,9 +15,18 @@ sample:   over n draws of each, for every pixel i
 A failed check raises `ExportCheckError`, whose message names the artefact, the
 output, the largest difference, where it is and both values. The figures of a
 passed check are returned as plain dicts, which the manifest records.
+
+`verify_export_dir` checks an export folder after the fact (`keras-vae verify`):
+every artefact reloaded with its own runtime decodes the same z as the Keras
+model, under the same decode rule; the samplers give images of the right shape
+in [0, 1].
 """
 
+import pathlib
+
 import numpy as np
+
+from keras_vae.export import contract
 
 #: float32 artefacts: largest allowed |exported - Keras| / max(1, |Keras|) on any output.
 DECODE_ATOL = 1e-5
@@ -161,3 +170,101 @@ def check_distribution(artefact, exported, reference):
                 f"{DISTRIBUTION_SIGMAS:g} standard errors ({se[i]:.3g}) + {DISTRIBUTION_FLOOR:g}."
             )
     return figures
+
+
+#: Rows and seed of the z that `verify_export_dir` decodes with every artefact.
+VERIFY_ROWS = 8
+VERIFY_SEED = 0
+
+
+def _decode_with(key, path, z):
+    """The 'mean' output of artefact `key` (a decoder) at z, or None if `key` is no decoder."""
+    from keras_vae.export import runtimes
+
+    mean = contract.OUTPUTS[contract.DECODE][0]
+    z_name = contract.INPUTS[contract.DECODE][0]
+    if key == contract.ARTEFACT_SAVEDMODEL:
+        from keras_vae._backend import tf
+
+        decode = runtimes.savedmodel(path).signatures[contract.DECODE]
+        return decode(**{z_name: tf.constant(z)})[mean].numpy()
+    if key == contract.onnx_artefact("decoder"):
+        return runtimes.run_onnx(runtimes.onnx_session(path), {z_name: z})[mean]
+    if key == contract.ARTEFACT_TFLITE:
+        interp = runtimes.tflite_interpreter(path)
+        return runtimes.run_signature(interp, contract.DECODE, **{z_name: z})[mean]
+    return None
+
+
+def _check_sampler(key, path, shape):
+    from keras_vae.export import runtimes
+
+    num_samples, temperature = contract.ONNX_SAMPLER_INPUTS
+    feeds = {num_samples: np.asarray(shape[0], "int64"), temperature: np.asarray(1.0, "float32")}
+    images = runtimes.run_onnx(runtimes.onnx_session(path), feeds)[contract.ONNX_SAMPLER_OUTPUTS[0]]
+    if images.shape != shape or not np.all((images >= 0) & (images <= 1)):
+        raise ExportCheckError(f"{key} gives images of shape {images.shape} (expected {shape}) "
+                               "or values outside [0, 1].")
+    return "samples ok"
+
+
+def verify_export_dir(model, export_dir, manifest=None):
+    """Reloads every artefact of an export folder with its own runtime and checks it.
+
+    The SavedModel ('decode' signature), the ONNX decoder and the TFLite file
+    decode the same z [VERIFY_ROWS, d] as `model`, within the decode rule of
+    `check_close` (DECODE_ATOL); the ONNX samplers give [VERIFY_ROWS, *event]
+    images in [0, 1].
+
+    Args:
+      model: the Keras VAE the folder was exported from.
+      export_dir: the export folder.
+      manifest: its manifest (a dict); read from the folder when None.
+
+    Returns:
+      {artefact key: max |exported - Keras| (float) or a note (str)}, in the
+      manifest's order.
+
+    Raises:
+      ExportCheckError: no readable manifest, an artefact that does not load or
+        run, or one that disagrees with the model.
+    """
+    from keras_vae.export import manifest as manifest_lib
+
+    export_dir = pathlib.Path(export_dir)
+    if manifest is None:
+        try:
+            manifest = manifest_lib.load(export_dir)
+        except (OSError, ValueError) as error:
+            raise ExportCheckError(f"no readable manifest in {export_dir}: {error}") from error
+    z = np.random.default_rng(VERIFY_SEED).standard_normal(
+        (VERIFY_ROWS, model.latent_dim)).astype("float32")
+    want = np.asarray(model.decoder_parameters(z)[contract.OUTPUTS[contract.DECODE][0]], "float32")
+    results = {}
+    for key in manifest.get("artefacts") or {}:
+        path = manifest_lib.artefact_path(manifest, key, export_dir)
+        try:
+            got = _decode_with(key, path, z)
+            if got is not None:
+                results[key] = check_close(f"{key} decode", got, want)
+            elif key.startswith(contract.onnx_artefact("sampler")):
+                results[key] = _check_sampler(key, path, want.shape)
+        except ExportCheckError:
+            raise
+        except Exception as error:  # noqa: BLE001 - any runtime failure is a failed check
+            raise ExportCheckError(f"cannot run {path}: {error}") from error
+    return results
+
+
+def result_lines(results):
+    """The lines `keras-vae verify` prints: one per artefact of `verify_export_dir`'s results."""
+    return [f"  {key:<18} " + (f"max |diff| {value:.1e} vs Keras" if isinstance(value, float)
+                                else str(value)) for key, value in results.items()]
+
+
+__all__ = [
+    "DECODE_ATOL", "INT8_MAX_ERROR", "DISTRIBUTION_SIGMAS", "DISTRIBUTION_FLOOR",
+    "DISTRIBUTION_DRAWS", "DISTRIBUTION_TEMPERATURE", "VERIFY_ROWS", "VERIFY_SEED",
+    "ExportCheckError", "tolerances", "max_abs_diff", "check_close", "check_outputs",
+    "check_int8", "check_distribution", "verify_export_dir", "result_lines",
+]
