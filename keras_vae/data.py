@@ -215,7 +215,9 @@ def training_stream(x, batch_size, seed, start_epoch, epochs, dynamic):
     if dynamic:
         _check_unit_interval(x, "x")
     if not 0 < int(batch_size) <= len(x):
-        raise ValueError(f"batch_size must lie in [1, {len(x)}] (the examples), got {batch_size!r}.")
+        raise ValueError(
+            f"batch_size must lie in [1, {len(x)}] (the examples), got {batch_size!r}."
+        )
     n, batch_size = len(x), int(batch_size)
     steps = n // batch_size
     images = tf.constant(x)

@@ -1,4 +1,4 @@
-r"""The run folder of `keras-vae train`: its files, its states, and the callbacks that keep it whole.
+r"""The run folder of `keras-vae train`: its files, its states, the callbacks that keep it whole.
 
 ```none
 RUN/
@@ -227,7 +227,8 @@ def prepare(run_dir, resume=False, overwrite=False):
 def restore(model, run_dir):
     """Loads the backup into `model`; returns the epoch a resumed run starts at (0: none).
 
-    Falls back to the previous checkpoint (`.bkp`) when the latest does not load.
+    When the latest checkpoint does not load, the previous one (`.bkp`) is put in
+    its place and loaded, as Keras's BackupAndRestore does.
 
     Raises:
       CorruptRunError: neither checkpoint loads.
@@ -239,21 +240,19 @@ def restore(model, run_dir):
     if model.optimizer is not None and not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
     errors = []
-    for w, m in ((weights, metadata), (backup / f"{weights.name}.bkp",
-                                       backup / f"{metadata.name}.bkp")):
-        if not w.exists():
-            continue
+    for previous in (None, backup / f"{weights.name}.bkp"):
+        if previous is not None:
+            if not previous.exists():
+                break
+            shutil.copy(previous, weights)
+            metadata.unlink(missing_ok=True)
+            if (backup / f"{metadata.name}.bkp").exists():
+                shutil.copy(backup / f"{metadata.name}.bkp", metadata)
         try:
-            model.load_weights(w)
-            epoch = int(json.loads(m.read_text())["epoch"]) if m.exists() else 0
+            model.load_weights(weights)
+            return int(json.loads(metadata.read_text())["epoch"]) if metadata.exists() else 0
         except Exception as error:  # noqa: BLE001 - any failure to load is a corrupt file
-            errors.append(f"{w.name}: {_util.first_line(error)}")
-            continue
-        if w != weights:  # the previous checkpoint: put it where BackupAndRestore looks
-            shutil.copy(w, weights)
-            if m.exists():
-                shutil.copy(m, metadata)
-        return epoch
+            errors.append(f"{(previous or weights).name}: {_util.first_line(error)}")
     raise CorruptRunError(f"corrupt checkpoint in {backup}: {'; '.join(errors)}; delete that "
                           "folder to start the run again from scratch")
 

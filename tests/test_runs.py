@@ -164,7 +164,8 @@ def test_restore_loads_the_backup_or_its_previous_copy(tmp_path):
     for v in saved.trainable_variables:
         v.assign(v + 1.0)
     backup.mkdir()
-    saved.save_weights(backup / "latest.weights.h5.bkp")
+    saved.save_weights(backup / "previous.weights.h5")
+    (backup / "previous.weights.h5").rename(backup / "latest.weights.h5.bkp")
     (backup / "training_metadata.json.bkp").write_text('{"epoch": 2, "batch": 0}')
     (backup / "latest.weights.h5").write_bytes(b"torn write" * 10)
     (backup / "training_metadata.json").write_text('{"epoch": 3, "batch": 0}')

@@ -122,6 +122,6 @@ def eval_data(config, examples=None):
 
 
 __all__ = [
-    "say", "print_table", "require_run_dir", "InterruptFlag", "check_data_name", "binarization", "load_data",
-    "eval_data",
+    "say", "print_table", "require_run_dir", "InterruptFlag", "check_data_name", "binarization",
+    "load_data", "eval_data",
 ]

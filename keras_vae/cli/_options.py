@@ -133,6 +133,14 @@ def add_options(parser, options):
         option.add_to(target)
 
 
+def add_command(subparsers, name, options, run, **parser_kwargs):
+    """Adds command `name`: its parser with `options`, calling `run(args)` (`_app.main`)."""
+    parser = subparsers.add_parser(name, **parser_kwargs)
+    add_options(parser, options)
+    parser.set_defaults(run=run, option_table=options)
+    return parser
+
+
 COMMON = (
     Option("config", ("--config",), metavar="FILE",
            help="read options from a YAML or JSON file (command-line flags win)"),
@@ -380,5 +388,5 @@ TRAIN_DEFAULTS = {**_TRAIN.to_dict(), **{o.dest: o.default for o in RUN_OPTIONS}
 __all__ = [
     "PRECISIONS", "STRATEGIES", "BINARIZATIONS", "positive_int", "nonnegative_int",
     "positive_float", "nonnegative_float", "number", "integer", "Option", "add_options",
-    "COMMON", "run_dir_option", "TrainConfig", "TRAIN_OPTIONS", "RUN_OPTIONS", "TRAIN_DEFAULTS",
+    "add_command", "COMMON", "run_dir_option", "TrainConfig", "TRAIN_OPTIONS", "RUN_OPTIONS", "TRAIN_DEFAULTS",
 ]

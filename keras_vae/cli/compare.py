@@ -26,11 +26,9 @@ OPTIONS = (
 
 
 def register(subparsers):
-    parser = subparsers.add_parser("compare", help="several runs side by side: test "
-                                                   "log-likelihood, reconstructions, "
-                                                   "interpolations, samples")
-    _options.add_options(parser, OPTIONS)
-    parser.set_defaults(run=run, option_table=OPTIONS)
+    _options.add_command(subparsers, "compare", OPTIONS, run,
+                         help="several runs side by side: test log-likelihood, "
+                              "reconstructions, interpolations, samples")
 
 
 def _models(run_dirs):

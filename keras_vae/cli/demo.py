@@ -37,14 +37,14 @@ OPTIONS = tuple(
 
 
 def register(subparsers):
-    parser = subparsers.add_parser(
-        "demo", help="the first command: train on the embedded digits (about a minute), "
-                     "evaluate, picture, export and verify",
+    parser = _options.add_command(
+        subparsers, "demo", OPTIONS, run,
+        help="the first command: train on the embedded digits (about a minute), evaluate, "
+             "picture, export and verify",
         description="Train an IWAE(k=5) on the embedded MNIST digits (no network needed), "
                     "evaluate it, write the pictures, export it to SavedModel, ONNX and "
                     "TFLite, verify the exports, and say where everything is.")
-    _options.add_options(parser, OPTIONS)
-    parser.set_defaults(run=run, option_table=OPTIONS, resume=False)
+    parser.set_defaults(resume=False)  # train.train reads it; a demo always starts afresh
 
 
 def _steps(args, result):

@@ -32,10 +32,8 @@ OPTIONS = (
 
 
 def register(subparsers):
-    parser = subparsers.add_parser("evaluate", help="log-likelihood, bounds, active units, "
-                                                    "ESS -> metrics.json")
-    _options.add_options(parser, OPTIONS)
-    parser.set_defaults(run=run, option_table=OPTIONS)
+    _options.add_command(subparsers, "evaluate", OPTIONS, run,
+                         help="log-likelihood, bounds, active units, ESS -> metrics.json")
 
 
 def run(args):

@@ -41,14 +41,12 @@ VERIFY_OPTIONS = (
 
 
 def register(subparsers):
-    parser = subparsers.add_parser("export", help="SavedModel (TF Serving layout), ONNX and "
-                                                  "TFLite, each verified against the Keras model")
-    _options.add_options(parser, EXPORT_OPTIONS)
-    parser.set_defaults(run=run, option_table=EXPORT_OPTIONS)
-    parser = subparsers.add_parser("verify", help="reload an export folder with each runtime "
-                                                  "and compare with the run's model")
-    _options.add_options(parser, VERIFY_OPTIONS)
-    parser.set_defaults(run=run_verify, option_table=VERIFY_OPTIONS)
+    _options.add_command(subparsers, "export", EXPORT_OPTIONS, run,
+                         help="SavedModel (TF Serving layout), ONNX and TFLite, each verified "
+                              "against the Keras model")
+    _options.add_command(subparsers, "verify", VERIFY_OPTIONS, run_verify,
+                         help="reload an export folder with each runtime and compare with the "
+                              "run's model")
 
 
 def _export_module(name):

@@ -50,13 +50,10 @@ INTERPOLATE_OPTIONS = (
 
 
 def register(subparsers):
-    parser = subparsers.add_parser("sample", help="a grid of samples from the prior -> PNG")
-    _options.add_options(parser, SAMPLE_OPTIONS)
-    parser.set_defaults(run=run, option_table=SAMPLE_OPTIONS)
-    parser = subparsers.add_parser("interpolate",
-                                   help="latent interpolations between test images -> PNG")
-    _options.add_options(parser, INTERPOLATE_OPTIONS)
-    parser.set_defaults(run=run_interpolate, option_table=INTERPOLATE_OPTIONS)
+    _options.add_command(subparsers, "sample", SAMPLE_OPTIONS, run,
+                         help="a grid of samples from the prior -> PNG")
+    _options.add_command(subparsers, "interpolate", INTERPOLATE_OPTIONS, run_interpolate,
+                         help="latent interpolations between test images -> PNG")
 
 
 def run(args):

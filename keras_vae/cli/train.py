@@ -30,12 +30,10 @@ OPTIONS = _options.TRAIN_OPTIONS + _options.RUN_OPTIONS + _options.COMMON
 
 
 def register(subparsers):
-    parser = subparsers.add_parser(
-        "train", help="train a VAE into a run folder",
+    _options.add_command(
+        subparsers, "train", OPTIONS, run, help="train a VAE into a run folder",
         description="Train a VAE. The run folder gets config.json, history.json/.csv, "
                     "model.keras, checkpoints/, logs/ (TensorBoard) and pictures/*.png.")
-    _options.add_options(parser, OPTIONS)
-    parser.set_defaults(run=run, option_table=OPTIONS)
 
 
 def run(args):
