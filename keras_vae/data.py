@@ -157,15 +157,92 @@ def dynamic_binarization(x, batch_size=100, seed=0, y=None, shuffle=True, repeat
     ds = tf.data.Dataset.zip((ds, seeds))
 
     def draw(batch, pair):
-        images = batch if y is None else batch[0]
-        u = tf.random.stateless_uniform(tf.shape(images), seed=pair, dtype="float32")
-        binary = tf.cast(u < images, "float32")
+        binary = bernoulli_draw(batch if y is None else batch[0], pair)
         return binary if y is None else (binary, batch[1])
 
     ds = ds.map(draw, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if repeat:
         ds = ds.repeat()
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def bernoulli_draw(images, seed):
+    r"""One stateless Bernoulli draw of grey images: x_bin = 1 where u < x.
+
+    ```none
+    x_bin[i] = 1  if u[i] < x[i],  u = stateless_uniform(shape(x), seed)
+    ```
+
+    Args:
+      images: float32 tensor of grey values in [0, 1].
+      seed: int64 tensor of shape [2], the stateless seed.
+
+    Returns:
+      float32 tensor of `images`' shape with values in {0, 1}.
+    """
+    u = tf.random.stateless_uniform(tf.shape(images), seed=seed, dtype="float32")
+    return tf.cast(u < images, "float32")
+
+
+def training_stream(x, batch_size, seed, start_epoch, epochs, dynamic):
+    r"""The batches of epochs start_epoch..epochs-1 as one tf.data stream (resumable).
+
+    Batch b of epoch e is a pure function of (seed, e, b), so a run resumed at
+    epoch e sees exactly the batches an uninterrupted run would have seen:
+
+    ```none
+    order_e = stateless_shuffle(range(N), seed=(seed, e))      drop_remainder batches
+    batch   = x[order_e[b * B:(b + 1) * B]]
+    dynamic:  batch ~ Bernoulli(batch), stateless seed (seed + 1, e * steps + b)
+    ```
+
+    Args:
+      x: float array [N, ...] (in [0, 1] when `dynamic`).
+      batch_size: examples per batch B (the last partial batch of an epoch is dropped).
+      seed: int seed of the order and of the draws (taken modulo 2^31 - 1).
+      start_epoch: the first epoch of the stream (0 for a new run).
+      epochs: one past the last epoch.
+      dynamic: binarise each batch afresh (Burda et al.'s dynamic binarisation).
+
+    Returns:
+      (dataset, steps): a `tf.data.Dataset` of float32 batches, sharded by data
+      under a distribution strategy, and the steps per epoch (N // B).
+
+    Raises:
+      ValueError: `batch_size` is not positive or larger than N, or `dynamic`
+        with values outside [0, 1].
+    """
+    x = np.asarray(x, dtype="float32")
+    if dynamic:
+        _check_unit_interval(x, "x")
+    if not 0 < int(batch_size) <= len(x):
+        raise ValueError(
+            f"batch_size must lie in [1, {len(x)}] (the examples), got {batch_size!r}."
+        )
+    n, batch_size = len(x), int(batch_size)
+    steps = n // batch_size
+    images = tf.constant(x)
+    seed = int(seed) % (2**31 - 1)
+
+    def epoch_batches(epoch):
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(n, dtype="int64"), seed=tf.stack([tf.constant(seed, "int64"), epoch]))
+        batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=True)
+
+        def make_batch(index, step):
+            batch = tf.gather(images, index)
+            if not dynamic:
+                return batch
+            return bernoulli_draw(batch, tf.stack([tf.constant(seed + 1, "int64"),
+                                                   epoch * steps + step]))
+
+        return tf.data.Dataset.zip((batches, tf.data.Dataset.range(steps))).map(make_batch)
+
+    ds = tf.data.Dataset.range(start_epoch, epochs).flat_map(epoch_batches)
+    ds = ds.apply(tf.data.experimental.assert_cardinality((epochs - start_epoch) * steps))
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options).prefetch(4), steps
 
 
 # --------------------------------------------------------------------------- loading
@@ -339,6 +416,7 @@ def _scale_images(x):
 
 
 __all__ = [
-    "Dataset", "load", "load_embedded", "binarize", "dynamic_binarization", "check_images",
+    "Dataset", "load", "load_embedded", "binarize", "dynamic_binarization", "bernoulli_draw",
+    "training_stream", "check_images",
     "NAMES", "unit_interval_likelihood", "TEST_BINARIZATION_SEED", "IWAE_VALIDATION_SIZE",
 ]

@@ -352,8 +352,48 @@ def is_blank(path_or_image, tolerance=2):
     return int(array.max()) - int(array.min()) <= tolerance
 
 
+#: The temperatures of the samples picture of `run_pictures` (one labelled row each).
+SAMPLE_TEMPERATURES = (0.5, 0.8, 1.0)
+
+
+def run_pictures(model, x, y, history, out_dir, seed):
+    """A trained model's PNGs: samples, reconstructions, interpolations, latent scatter, curves.
+
+    Args:
+      model: a VAE (`sample`, `reconstruct`, `interpolate`, `encode`).
+      x, y: test images [N, H, W, C] in [0, 1] and their labels (or None).
+      history: {'epoch': [...], metric: [...]}; curves.png when it has an epoch.
+      out_dir: the folder written (created if missing).
+      seed: seed of the samples and of the interpolated pairs.
+
+    Returns:
+      {picture name: path} of the files written.
+    """
+    paths = {}
+
+    def path(name):
+        paths[name] = os.path.join(os.fspath(out_dir), f"{name}.png")
+        return paths[name]
+
+    samples_figure({t: np.asarray(model.sample(10, temperature=t, seed=seed), "float32")
+                    for t in SAMPLE_TEMPERATURES}, path=path("samples"))
+    n, pairs, m = min(20, len(x)), min(4, len(x) // 2), min(1000, len(x))
+    reconstructions_figure(x[:n], np.asarray(model.reconstruct(x[:n]), "float32"), ncols=10,
+                           path=path("reconstructions"))
+    if pairs:
+        idx = np.random.default_rng(seed).choice(len(x), size=2 * pairs, replace=False)
+        strips = np.asarray(model.interpolate(x[idx[:pairs]], x[idx[pairs:]], steps=10))
+        interpolation_figure(strips.astype("float32"), path=path("interpolations"),
+                             method="linear")
+    z = np.concatenate([np.asarray(model.encode(x[i:i + 500]).mean(), "float32")
+                        for i in range(0, m, 500)])
+    latent_scatter(z, None if y is None else np.asarray(y)[:m], path=path("latent"))
+    if history and len(history.get("epoch", [])):
+        training_curves(history, path=path("curves"))
+    return paths
+
 __all__ = [
     "to_uint8", "grid_size", "image_grid", "labelled_rows", "samples_figure",
     "reconstructions_figure", "interpolation_figure", "pca_2d", "latent_scatter",
-    "training_curves", "is_blank",
+    "training_curves", "is_blank", "SAMPLE_TEMPERATURES", "run_pictures",
 ]

@@ -1,0 +1,94 @@
+r"""`keras-vae evaluate RUN_DIR`: log-likelihood, bounds, active units, ESS -> metrics.json.
+
+```none
+keras-vae evaluate runs/a --k 1000                 # -> runs/a/metrics.json and a table
+keras-vae evaluate runs/a --k 5000 --examples 1000 --out nll.json
+```
+
+The figures are `keras_vae.evaluation.evaluate_model`'s, on the run's test set.
+"""
+
+import pathlib
+
+from keras_vae import evaluation, runs
+from keras_vae.cli import _common, _options
+from keras_vae.cli._errors import EXIT_OK
+from keras_vae.cli._options import Option, nonnegative_int, positive_int
+
+OPTIONS = (
+    _options.run_dir_option(),
+    Option("k", ("--k",), type=positive_int, default=1000,
+           help="importance samples per example (Burda et al. use 5000)"),
+    Option("examples", ("--examples",), type=positive_int, metavar="N",
+           help="evaluate the first N test examples", default_help="all"),
+    Option("batch_size", ("--batch-size",), type=positive_int, default=20,
+           help="examples per batch"),
+    Option("snr_estimates", ("--snr-estimates",), type=nonnegative_int, default=32,
+           metavar="N", help="gradient estimates for the gradient SNR; 0 skips it"),
+    Option("seed", ("--seed",), type=nonnegative_int, default=0, help="seed of the draws"),
+    Option("out", ("--out",), metavar="FILE", help="the JSON report",
+           default_help="RUN_DIR/metrics.json"),
+) + _options.COMMON
+
+
+def register(subparsers):
+    _options.add_command(subparsers, "evaluate", OPTIONS, run,
+                         help="log-likelihood, bounds, active units, ESS -> metrics.json")
+
+
+def run(args):
+    run_dir = _common.require_run_dir(args)
+    report, out = evaluate_run(run_dir, k=args.k, examples=args.examples,
+                               batch_size=args.batch_size, snr_estimates=args.snr_estimates,
+                               seed=args.seed, out=args.out)
+    _common.print_table(metrics_table(report), title=f"keras-vae: metrics of {run_dir} (-> {out})")
+    return EXIT_OK
+
+
+def evaluate_run(run_dir, k=1000, examples=None, batch_size=20, snr_estimates=32, seed=0,
+                 out=None, model=None, config=None):
+    """Evaluates a run's model on its test set; returns (report, path of the JSON report).
+
+    `model` and `config` default to the run folder's (`runs.load_run_model`).
+    """
+    if model is None:
+        model, config = runs.load_run_model(run_dir)
+    x, _ = _common.eval_data(config, examples)
+    out = pathlib.Path(out) if out else pathlib.Path(run_dir) / "metrics.json"
+    _common.say(f"keras-vae: evaluating {run_dir} on {len(x)} test examples with k={k}")
+    report = evaluation.evaluate_model(
+        model, x, k=k, seed=seed, batch_size=batch_size, snr_estimates=snr_estimates,
+        report_path=out, protocol=config.get("data"), verbose=1)
+    return report, out
+
+
+def metrics_table(report):
+    """The evaluation report as (name, value) rows for the printed table."""
+    rows = []
+    ll = report.get("log_likelihood") or {}
+    if ll:
+        rows.append((f"log p(x), k={ll.get('k')}",
+                     f"{ll.get('mean'):.3f} +- {ll.get('standard_error', float('nan')):.3f} nats"))
+        rows.append(("NLL", f"{ll.get('nll'):.3f} nats"))
+    for key, value in (report.get("bounds") or {}).items():
+        if key not in ("k", "num_examples") and not key.endswith("_standard_error"):
+            rows.append((key if key != "elbo" else "ELBO", f"{value:.3f} nats"))
+    au = report.get("active_units") or {}
+    if au:
+        rows.append(("active units", f"{au.get('count')}/{au.get('latent_dim')} "
+                                     f"(Var > {au.get('threshold')})"))
+    ess = report.get("effective_sample_size") or {}
+    if ess:
+        rows.append(("ESS", f"{ess.get('mean'):.1f} of k={ess.get('k')} "
+                            f"(min {ess.get('min'):.1f})"))
+    snr = report.get("gradient_snr")
+    if snr:
+        rows.append(("gradient SNR", f"encoder {snr.get('encoder_mean'):.3g}, "
+                                     f"decoder {snr.get('decoder_mean'):.3g}"))
+    collapse = report.get("posterior_collapse")
+    if isinstance(collapse, dict) and collapse.get("collapsed"):
+        rows.append(("posterior collapse", "yes"))
+    return rows
+
+
+__all__ = ["OPTIONS", "register", "run", "evaluate_run", "metrics_table"]

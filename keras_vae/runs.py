@@ -1,0 +1,398 @@
+r"""The run folder of `keras-vae train`: its files, its states, the callbacks that keep it whole.
+
+```none
+RUN/
+  config.json          {RUN_MARKER: RUN_FORMAT, command, created, keras_vae_version, argv,
+                        train: the settings, data: data.load's protocol + what was used, reproduce}
+  state.json           {status, epochs_done, epochs, pid, host, updated, ...}
+  history.json, .csv   one value per epoch and metric (a resumed run appends)
+  model.keras          the trained model (after Ctrl-C: the weights so far)
+  checkpoints/best.keras   the best val_loss so far
+  backup/              Keras's BackupAndRestore; removed once the run is complete
+  logs/                TensorBoard (when the tensorboard package is installed)
+  pictures/            plotting.run_pictures
+
+status:  running --(fit ends)--> finished | stopped_nonfinite
+         running --(Ctrl-C: backup saved)--> interrupted --(resume)--> running
+         running --(killed: the process is gone)--> running --(resume)--> running
+```
+
+Every file is written atomically (`_util.atomic_write_*`), so a killed run
+leaves the old version of a file or the new one. Batches, binarisation and
+noise are functions of (seed, epoch), so a resumed run ends where an
+uninterrupted one would have.
+"""
+
+import csv
+import datetime
+import importlib.util
+import io
+import json
+import math
+import os
+import pathlib
+import shutil
+import socket
+import time
+import warnings
+
+import numpy as np
+
+from keras_vae import _util
+from keras_vae._backend import keras
+
+RUN_MARKER = "keras_vae_run"
+RUN_FORMAT = 1
+BACKUP = "backup"
+
+
+class RunFolderError(Exception):
+    """The run folder is missing, foreign, already holds a run, or is being trained now."""
+
+
+class CorruptRunError(Exception):
+    """A file of the run (config, checkpoint, model) cannot be read."""
+
+
+class TrainingInterrupted(Exception):
+    """Raised by the interrupt callback once it saved a checkpoint; `epoch` is 0-based."""
+
+    def __init__(self, epoch):
+        super().__init__(f"interrupted during epoch {epoch + 1}")
+        self.epoch = epoch
+
+
+def now():
+    """The current UTC time, ISO 8601 to the second."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+# ------------------------------------------------------------------------ the files
+
+
+def _read_json(path):
+    try:
+        return json.loads(pathlib.Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def is_run(run_dir):
+    """True if `run_dir` holds a config.json written by keras-vae train."""
+    config = _read_json(pathlib.Path(run_dir) / "config.json")
+    return isinstance(config, dict) and config.get(RUN_MARKER) == RUN_FORMAT
+
+
+def read_config(run_dir):
+    """The config.json of a run folder.
+
+    Raises:
+      RunFolderError: the folder is missing or is not a keras-vae run.
+      CorruptRunError: its config.json does not parse.
+    """
+    run_dir = pathlib.Path(run_dir)
+    if not run_dir.exists():
+        raise RunFolderError(f"run folder not found: {run_dir}")
+    if not run_dir.is_dir():
+        raise RunFolderError(f"not a folder: {run_dir}")
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise RunFolderError(f"{run_dir} is not a keras-vae run folder (no config.json); "
+                             "make one with 'keras-vae train --out DIR'")
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise CorruptRunError(f"{path} is corrupt: {_util.first_line(error)}") from error
+    if not isinstance(config, dict) or config.get(RUN_MARKER) != RUN_FORMAT:
+        raise RunFolderError(f"{run_dir} is not a keras-vae run folder (its config.json was "
+                             "not written by keras-vae train)")
+    return config
+
+
+def write_config(run_dir, command, train, protocol, argv):
+    """Writes a new run's config.json: `train` (the settings) and `protocol` (the data's)."""
+    run_dir = pathlib.Path(run_dir)
+    config = {
+        RUN_MARKER: RUN_FORMAT, "command": command, "created": now(),
+        "keras_vae_version": _util.versions(("keras-vae",))["keras-vae"] or "unknown",
+        "argv": list(argv), "train": dict(train), "data": dict(protocol),
+        "reproduce": f"keras-vae train --config {run_dir / 'config.json'} --out NEW_DIR",
+    }
+    _util.atomic_write_json(run_dir / "config.json", config)
+    return config
+
+
+def read_state(run_dir):
+    """state.json as a dict ({} when missing or unreadable)."""
+    return _read_json(pathlib.Path(run_dir) / "state.json")
+
+
+def write_state(run_dir, **state):
+    """Replaces state.json with `state` and the time."""
+    _util.atomic_write_json(pathlib.Path(run_dir) / "state.json", {**state, "updated": now()})
+
+
+def read_history(run_dir):
+    """history.json as {metric: [value per epoch]} ({} when missing or unreadable)."""
+    return _read_json(pathlib.Path(run_dir) / "history.json")
+
+
+def history_rows(run_dir):
+    """The history as {epoch: {metric: value}} (1-based epochs)."""
+    history = read_history(run_dir)
+    return {int(epoch): {k: v[i] for k, v in history.items() if i < len(v)}
+            for i, epoch in enumerate(history.get("epoch", []))}
+
+
+def write_history(run_dir, rows):
+    """rows {epoch: {metric: value}} -> history.json (a list per metric) and history.csv."""
+    run_dir = pathlib.Path(run_dir)
+    epochs = sorted(rows)
+    keys = ["epoch"] + sorted({k for e in epochs for k in rows[e] if k != "epoch"})
+    history = {k: [rows[e].get(k) for e in epochs] for k in keys}
+    _util.atomic_write_json(run_dir / "history.json", history)
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(keys)
+    writer.writerows([rows[e].get(k, "") for k in keys] for e in epochs)
+    _util.atomic_write_text(run_dir / "history.csv", text.getvalue())
+    return history
+
+
+def save_model(model, path):
+    """`model.save(path)` through a temporary file beside it, renamed into place."""
+    path = pathlib.Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------- the states
+
+
+def process_alive(state):
+    """True if `state` names a live process on this host other than this one."""
+    pid = state.get("pid")
+    if not isinstance(pid, int) or pid == os.getpid() or state.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (killed, not yet reaped) is not alive
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def mark_running(run_dir, epochs):
+    """state.json: running, with this process's pid and host (what `process_alive` reads)."""
+    write_state(run_dir, status="running", epochs_done=len(history_rows(run_dir)),
+                epochs=epochs, pid=os.getpid(), host=socket.gethostname())
+
+
+def prepare(run_dir, resume=False, overwrite=False):
+    """Checks `run_dir` for a new run or a resumed one; returns the saved config when resuming.
+
+    A new run needs a missing or empty folder, or a keras-vae run and `overwrite`
+    (which deletes it). A resumed run needs a run folder that no live process trains.
+
+    Raises:
+      RunFolderError: as above; CorruptRunError: an unreadable config.json.
+    """
+    run_dir = pathlib.Path(run_dir)
+    if resume:
+        config = read_config(run_dir)
+        state = read_state(run_dir)
+        if state.get("status") == "running" and process_alive(state):
+            raise RunFolderError(f"{run_dir} is in use: process {state.get('pid')} is "
+                                 "training it now")
+        return config
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunFolderError(f"--out {run_dir} is a file, not a folder")
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        if not is_run(run_dir):
+            raise RunFolderError(f"--out {run_dir} exists and is not a keras-vae run folder; "
+                                 "choose another folder")
+        if not overwrite:
+            raise RunFolderError(f"{run_dir} already holds a run: continue it with --resume, "
+                                 "or replace it with --overwrite")
+        shutil.rmtree(run_dir)
+    return None
+
+
+def restore(model, run_dir):
+    """Loads the backup into `model`; returns the epoch a resumed run starts at (0: none).
+
+    When the latest checkpoint does not load, the previous one (`.bkp`) is put in
+    its place and loaded, as Keras's BackupAndRestore does.
+
+    Raises:
+      CorruptRunError: neither checkpoint loads.
+    """
+    backup = pathlib.Path(run_dir) / BACKUP
+    weights, metadata = backup / "latest.weights.h5", backup / "training_metadata.json"
+    if not weights.exists():
+        return 0
+    if model.optimizer is not None and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    errors = []
+    for previous in (None, backup / f"{weights.name}.bkp"):
+        if previous is not None:
+            if not previous.exists():
+                break
+            shutil.copy(previous, weights)
+            metadata.unlink(missing_ok=True)
+            if (backup / f"{metadata.name}.bkp").exists():
+                shutil.copy(backup / f"{metadata.name}.bkp", metadata)
+        try:
+            model.load_weights(weights)
+            return int(json.loads(metadata.read_text())["epoch"]) if metadata.exists() else 0
+        except Exception as error:  # noqa: BLE001 - any failure to load is a corrupt file
+            errors.append(f"{(previous or weights).name}: {_util.first_line(error)}")
+    raise CorruptRunError(f"corrupt checkpoint in {backup}: {'; '.join(errors)}; delete that "
+                          "folder to start the run again from scratch")
+
+
+def load_run_model(run_dir):
+    """(model, config) of a run folder; the model is loaded with compile=False.
+
+    Raises:
+      RunFolderError: not a run, or no model.keras yet; CorruptRunError: it does not load.
+    """
+    config = read_config(run_dir)
+    path = pathlib.Path(run_dir) / "model.keras"
+    if not path.is_file():
+        status = read_state(run_dir).get("status", "unknown")
+        raise RunFolderError(f"{run_dir} has no model.keras yet (training status: {status}); "
+                             f"finish it with 'keras-vae train --out {run_dir} --resume'")
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as error:  # noqa: BLE001 - any failure to load is a corrupt file
+        raise CorruptRunError(f"cannot load {path}: the file is corrupt or not a keras-vae "
+                              f"model ({_util.first_line(error)})") from error
+    return model, config
+
+
+def is_chief():
+    """True unless TF_CONFIG names this process a worker other than the chief."""
+    config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
+    task = config.get("task", {})
+    kind, index = task.get("type", "worker"), int(task.get("index", 0))
+    return kind == "chief" or (kind == "worker" and index == 0
+                               and "chief" not in config.get("cluster", {}))
+
+
+# ---------------------------------------------------------------------- callbacks
+
+
+class EpochSeeds(keras.callbacks.Callback):
+    """Sets every seed generator to a function of (seed, epoch) as each epoch begins.
+
+    The generators' state is not in the saved weights; keyed by epoch, a resumed
+    run draws the same noise as an uninterrupted one.
+    """
+
+    def __init__(self, seed):
+        super().__init__()
+        self.seed = int(seed)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        states = [v for v in self.model.variables if v.path.endswith("seed_generator_state")]
+        for i, variable in enumerate(states):
+            mixed = (self.seed * 1_000_003 + epoch * 7_919 + i * 104_729 + 1) % (2**31 - 1)
+            variable.assign(np.asarray([mixed, 0]).astype(variable.dtype))
+
+
+class HistoryWriter(keras.callbacks.Callback):
+    """Writes history.json and history.csv after every epoch (`rows` keeps earlier epochs)."""
+
+    def __init__(self, run_dir, rows):
+        super().__init__()
+        self.run_dir, self.rows = run_dir, rows
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.rows[epoch + 1] = {"epoch": epoch + 1,
+                                **{k: float(v) for k, v in (logs or {}).items()}}
+        write_history(self.run_dir, self.rows)
+
+
+class InterruptCallback(keras.callbacks.Callback):
+    """After a Ctrl-C: saves the backup (the epoch restarts on resume), then stops training."""
+
+    def __init__(self, backup, flag):
+        super().__init__()
+        self.backup, self.flag, self.epoch = backup, flag, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.flag.raised:
+            self.backup.mkdir(parents=True, exist_ok=True)
+            self.model.save_weights(self.backup / "latest.weights.h5", overwrite=True)
+            _util.atomic_write_json(self.backup / "training_metadata.json",
+                                    {"epoch": int(self.epoch), "batch": 0})
+            raise TrainingInterrupted(int(self.epoch))
+
+
+class EpochDelay(keras.callbacks.Callback):
+    """Waits `seconds` after each epoch's files are written, or until a Ctrl-C (a testing aid)."""
+
+    def __init__(self, seconds, flag):
+        super().__init__()
+        self.seconds, self.flag = float(seconds), flag
+
+    def on_epoch_end(self, epoch, logs=None):
+        until = time.time() + self.seconds
+        while time.time() < until and not self.flag.raised:
+            time.sleep(0.05)
+
+
+def callbacks(run_dir, rows, seed, flag, epoch_delay=0.0, early_stopping=None):
+    """The run's callbacks, in the order that keeps a killed run consistent.
+
+    Args:
+      run_dir: the run folder.
+      rows: the history so far {epoch: {metric: value}}; updated in place.
+      seed: the run's seed (for `EpochSeeds`).
+      flag: the `InterruptFlag` of the Ctrl-C handler.
+      epoch_delay: seconds to wait after each epoch (a testing aid).
+      early_stopping: the patience in epochs of val_loss, or None.
+    """
+    run_dir = pathlib.Path(run_dir)
+    best = [r["val_loss"] for r in rows.values()
+            if isinstance(r.get("val_loss"), float) and math.isfinite(r["val_loss"])]
+    found = [EpochSeeds(seed), InterruptCallback(run_dir / BACKUP, flag),
+             HistoryWriter(run_dir, rows),
+             keras.callbacks.BackupAndRestore(str(run_dir / BACKUP), double_checkpoint=True,
+                                              delete_checkpoint=False),
+             keras.callbacks.ModelCheckpoint(  # a resumed run keeps the best val_loss so far
+                 str(run_dir / "checkpoints" / "best.keras"), monitor="val_loss",
+                 save_best_only=True, initial_value_threshold=min(best) if best else None)]
+    if importlib.util.find_spec("tensorboard") is not None:
+        found.append(keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False,
+                                                 profile_batch=0))
+    else:
+        warnings.warn("the tensorboard package is not installed: no TensorBoard logs in "
+                      f"{run_dir / 'logs'} (pip install tensorboard)", RuntimeWarning,
+                      stacklevel=2)
+    if early_stopping:
+        found.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=early_stopping,
+                                                   restore_best_weights=True, verbose=1))
+    if epoch_delay:
+        found.append(EpochDelay(epoch_delay, flag))
+    return found
+
+
+__all__ = [
+    "RUN_MARKER", "RUN_FORMAT", "BACKUP", "RunFolderError", "CorruptRunError",
+    "TrainingInterrupted", "now", "is_run", "read_config", "write_config", "read_state",
+    "write_state", "read_history", "history_rows", "write_history", "save_model",
+    "process_alive", "mark_running", "prepare", "restore", "load_run_model", "is_chief",
+    "EpochSeeds",
+    "HistoryWriter", "InterruptCallback", "EpochDelay", "callbacks",
+]
