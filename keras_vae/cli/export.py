@@ -127,6 +127,25 @@ def run_verify(args):
 # ---------------------------------------------------------- python -m keras_vae.export
 
 
+def find_model(path):
+    """The .keras file at `path`, or the one inside a run folder (model.keras preferred)."""
+    path = pathlib.Path(path)
+    if path.is_file():
+        return path
+    if path.is_dir():
+        preferred = path / "model.keras"
+        if preferred.is_file():
+            return preferred
+        found = sorted(path.glob("*.keras"))
+        if len(found) == 1:
+            return found[0]
+        if found:
+            raise FileNotFoundError(
+                f"{str(path)!r} holds several .keras files {[p.name for p in found]}; "
+                "name the one to export.")
+    raise FileNotFoundError(f"No .keras model at {str(path)!r}.")
+
+
 def module_parser(prog="python -m keras_vae.export"):
     """The parser of `python -m keras_vae.export`."""
     p = argparse.ArgumentParser(
@@ -154,7 +173,7 @@ def module_main(argv=None):
     args = module_parser().parse_args(argv)
     api, verify = _export_module("api"), _export_module("verify")
     try:
-        model_path = api.find_model(args.model)
+        model_path = find_model(args.model)
         formats = api.normalize_formats(args.format)
     except (FileNotFoundError, ValueError) as error:
         print(f"keras_vae.export: error: {error}", file=sys.stderr)
@@ -172,4 +191,4 @@ def module_main(argv=None):
 
 
 __all__ = ["EXPORT_OPTIONS", "VERIFY_OPTIONS", "register", "run", "run_verify", "export_run",
-           "verify_run", "summary_lines", "module_parser", "module_main"]
+           "verify_run", "summary_lines", "find_model", "module_parser", "module_main"]
