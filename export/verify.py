@@ -19,7 +19,7 @@ passed check are returned as plain dicts, which the manifest records.
 `verify_export_dir` checks an export folder after the fact (`keras-vae verify`):
 every artefact reloaded with its own runtime decodes the same z as the Keras
 model, under the same decode rule; the samplers give images of the right shape
-in [0, 1].
+inside the likelihood's support.
 """
 
 import pathlib
@@ -204,16 +204,33 @@ def _decode_with(key, path, z):
     return None
 
 
-def _check_sampler(key, path, shape):
+def _check_sampler(key, path, shape, support):
+    """The sampler's images have `shape` and lie in the likelihood's support (low, high)."""
     from keras_vae.export import runtimes
 
     num_samples, temperature = contract.ONNX_SAMPLER_INPUTS
     feeds = {num_samples: np.asarray(shape[0], "int64"), temperature: np.asarray(1.0, "float32")}
     images = runtimes.run_onnx(runtimes.onnx_session(path), feeds)[contract.ONNX_SAMPLER_OUTPUTS[0]]
-    if images.shape != shape or not np.all((images >= 0) & (images <= 1)):
+    low, high = support
+    inside = np.isfinite(images)
+    if low is not None:
+        inside &= images >= low
+    if high is not None:
+        inside &= images <= high
+    if images.shape != shape or not np.all(inside):
         raise ExportCheckError(f"{key} gives images of shape {images.shape} (expected {shape}) "
-                               "or values outside [0, 1].")
+                               f"or values outside the likelihood's support [{low}, {high}].")
     return "samples ok"
+
+
+def _support(model):
+    """The support of the model's likelihood; unbounded when it declares none."""
+    from keras_vae import validation
+
+    try:
+        return validation.likelihood_support(model.likelihood)
+    except (AttributeError, ValueError):
+        return (None, None)
 
 
 def verify_export_dir(model, export_dir, manifest=None):
@@ -222,7 +239,7 @@ def verify_export_dir(model, export_dir, manifest=None):
     The SavedModel ('decode' signature), the ONNX decoder and the TFLite file
     decode the same z [VERIFY_ROWS, d] as `model`, within the decode rule of
     `check_close` (DECODE_ATOL); the ONNX samplers give [VERIFY_ROWS, *event]
-    images in [0, 1].
+    finite images inside the likelihood's support (`Likelihood.support`).
 
     Args:
       model: the Keras VAE the folder was exported from.
@@ -256,7 +273,7 @@ def verify_export_dir(model, export_dir, manifest=None):
             if got is not None:
                 results[key] = check_close(f"{key} decode", got, want)
             elif key.startswith(contract.onnx_artefact(contract.ONNX_SAMPLER)):
-                results[key] = _check_sampler(key, path, want.shape)
+                results[key] = _check_sampler(key, path, want.shape, _support(model))
         except ExportCheckError:
             raise
         except Exception as error:  # noqa: BLE001 - any runtime failure is a failed check
