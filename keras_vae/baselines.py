@@ -31,7 +31,7 @@ from keras_vae._backend import keras, tf
 
 def _lerp_path(z_a, z_b, steps):
     """[steps, d]: the straight line from z_a [d] to z_b [d] (NumPy)."""
-    latent.check_steps(steps)
+    latent.check_path(steps)
     return latent.lerp(z_a[None], z_b[None], np.linspace(0.0, 1.0, int(steps))[:, None])
 
 
@@ -236,7 +236,7 @@ class Autoencoder(keras.Model):
 
     def interpolate(self, x_a, x_b, steps=8):
         """Decodes the straight line between the codes of two examples: [steps, *event_shape]."""
-        latent.check_steps(steps)
+        latent.check_path(steps)
         z = self.encode(np.stack([np.asarray(x_a), np.asarray(x_b)]).astype("float32")).numpy()
         return self.decode(_lerp_path(z[0], z[1], steps).astype("float32"))
 

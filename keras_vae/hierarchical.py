@@ -42,14 +42,6 @@ _REFUSED = {
 }
 
 
-def _call_stopped(layer, *args, **kwargs):
-    """`layer(*args)` with its weights under stop_gradient, the inputs still differentiable."""
-    trainable = [tf.stop_gradient(v) for v in layer.trainable_variables]
-    outputs, _ = layer.stateless_call(trainable, list(layer.non_trainable_variables),
-                                      *args, **kwargs)
-    return outputs
-
-
 @keras.saving.register_keras_serializable(package="keras_vae")
 class HierarchicalVAE(VAE):
     r"""A VAE with two stochastic layers: q(z1|x) q(z2|z1) and p(z2) p(z1|z2) p(x|z1).
@@ -194,8 +186,8 @@ class HierarchicalVAE(VAE):
     def _q2_params(self, z1, training=False, stop_weights=False):
         if stop_weights:
             def fn(z):
-                return _call_stopped(self.posterior2, _call_stopped(self.encoder2, z,
-                                                                    training=training))
+                features = networks.call_stopped(self.encoder2, z, training=training)
+                return networks.call_stopped(self.posterior2, features)
         else:
             def fn(z):
                 return self.posterior2(self.encoder2(z, training=training))
@@ -310,21 +302,11 @@ class HierarchicalVAE(VAE):
     # ----------------------------------------------------------------- config
 
     def _config(self):
-        return dict(
-            latent_dims=list(self.latent_dims),
-            event_shape=list(self.event_shape),
-            hidden_units=[list(u) for u in self.hidden_units],
-            activation=self.activation,
-            prior=keras.saving.serialize_keras_object(self.prior),
-            likelihood=keras.saving.serialize_keras_object(self.likelihood),
-            objective=keras.saving.serialize_keras_object(self.objective),
-            analytic_kl=self.analytic_kl,
-            beta=self.beta,
-            warmup_steps=self.warmup_steps,
-            gradient_estimator=self.gradient_estimator,
-            seed=self.seed,
-            min_scale=self.min_scale,
-        )
+        return {"latent_dims": list(self.latent_dims), "event_shape": list(self.event_shape),
+                "hidden_units": [list(u) for u in self.hidden_units],
+                **self._serialized("prior", "likelihood", "objective"),
+                **self._attributes("activation", "analytic_kl", "beta", "warmup_steps",
+                                   "gradient_estimator", "seed", "min_scale")}
 
 
 def _defaults():

@@ -16,17 +16,42 @@ References:
 from keras_vae._backend import tf
 
 
-def check_steps(steps):
-    """Raises ValueError unless a path has at least its two end points.
+METHODS = ("linear", "slerp")
+
+
+def check_path(steps, method="linear"):
+    """Raises ValueError unless a path has its two end points and a known method.
 
     Args:
       steps: the number of points on the path.
+      method: 'linear' or 'slerp'.
 
     Raises:
-      ValueError: if `steps` < 2.
+      ValueError: if `steps` < 2 or the method is unknown.
     """
+    if method not in METHODS:
+        raise ValueError(f"method must be 'linear' or 'slerp', got {method!r}.")
     if int(steps) < 2:
         raise ValueError(f"steps must be >= 2, got {steps!r}.")
+
+
+def path(z_a, z_b, steps, method="linear"):
+    """`steps` evenly spaced points from z_a to z_b [..., d]: [..., steps, d] (float32).
+
+    Args:
+      z_a, z_b: the end points.
+      steps: the number of points, >= 2.
+      method: 'linear' (lerp) or 'slerp'.
+
+    Returns:
+      The path.
+
+    Raises:
+      ValueError: as `check_path`.
+    """
+    check_path(steps, method)
+    t = tf.reshape(tf.linspace(0.0, 1.0, int(steps)), [-1, 1])
+    return (slerp if method == "slerp" else lerp)(z_a[..., None, :], z_b[..., None, :], t)
 
 
 def lerp(z_a, z_b, t):
@@ -63,4 +88,4 @@ def slerp(z_a, z_b, t, eps=1e-7):
     return tf.where(safe, spherical, lerp(z_a, z_b, t))
 
 
-__all__ = ["check_steps", "lerp", "slerp"]
+__all__ = ["METHODS", "check_path", "path", "lerp", "slerp"]

@@ -88,28 +88,9 @@ class VAE(keras.Model):
                  seed=None, **kwargs):
         super().__init__(**kwargs)
         self.event_shape = tuple(int(s) for s in event_shape)
-        if isinstance(encoder, str):
-            preset = encoder
-            networks.check_preset(preset)
-            latent_dim = latent_dim or networks.PRESETS[preset]["latent_dim"]
-            self.encoder = networks.build_encoder(preset, self.event_shape)
-            decoder = preset if decoder is None else decoder
-        elif isinstance(encoder, dict):
-            self.encoder = keras.saving.deserialize_keras_object(encoder)
-        else:
-            self.encoder = encoder
-        if latent_dim is None:
-            raise ValueError("latent_dim is required when the encoder is not a preset name.")
-        self.latent_dim = int(latent_dim)
-        if isinstance(decoder, str):
-            self.decoder = networks.build_decoder(decoder, self.latent_dim, self.event_shape)
-        elif isinstance(decoder, dict):
-            self.decoder = keras.saving.deserialize_keras_object(decoder)
-        elif decoder is None:
-            raise ValueError("decoder is required when the encoder is not a preset name.")
-        else:
-            self.decoder = decoder
-
+        self.encoder, self.decoder, self.latent_dim = networks.resolve(
+            encoder, decoder, latent_dim, self.event_shape
+        )
         self.posterior = posteriors_lib.get(posterior, self.latent_dim)
         self.prior = priors_lib.get(prior, self.latent_dim, self.event_shape)
         self.likelihood = likelihoods_lib.get(likelihood, self.event_shape)
@@ -129,9 +110,8 @@ class VAE(keras.Model):
         self._sample_seed = keras.random.SeedGenerator(
             None if seed is None else seed + 1, name="sample_seed"
         )
-        self._trackers = {}
-        for name in self._metric_names():
-            self._trackers[name] = keras.metrics.Mean(name=name)
+        self._trackers = {name: keras.metrics.Mean(name=name)
+                          for name in training_lib.metric_names(self.objective)}
         self.nonfinite_steps = keras.Variable(0, dtype="int64", trainable=False,
                                               aggregation="only_first_replica",
                                               name="nonfinite_steps")
@@ -167,18 +147,10 @@ class VAE(keras.Model):
         """
         return (self.encoder, self.posterior)
 
-    def _metric_names(self):
-        names = ["loss", "elbo", "reconstruction", "kl"]
-        if self.objective.num_samples > 1:
-            names.append(self.bound_name)
-        if self.objective.name not in ("elbo", "iwae", "piwae"):
-            names.append(self.objective.name)
-        return names
-
     @property
     def bound_name(self):
         """The logged importance-weighted bound, 'iwae_S' with S the samples per example."""
-        return f"iwae_{self.objective.num_samples}"
+        return training_lib.bound_name(self.objective)
 
     @property
     def metrics(self):
@@ -318,19 +290,7 @@ class VAE(keras.Model):
         return self._update_metrics(terms, value)
 
     def _update_metrics(self, terms, value):
-        self._trackers["loss"].update_state(-value)
-        self._trackers["elbo"].update_state(
-            terms.reconstruction() - terms.kl_divergence()
-        )
-        self._trackers["reconstruction"].update_state(terms.reconstruction())
-        self._trackers["kl"].update_state(terms.kl_divergence())
-        if self.bound_name in self._trackers:
-            self._trackers[self.bound_name].update_state(
-                objectives_lib.iwae_bound(terms.log_weights())
-            )
-        if self.objective.name in self._trackers:
-            self._trackers[self.objective.name].update_state(self.objective.bound(terms))
-        results = {name: t.result() for name, t in self._trackers.items()}
+        results = training_lib.update_metrics(self._trackers, self.objective, terms, value)
         return training_lib.worker_logs(results, self.distribute_strategy)
 
     # ----------------------------------------------------------------- fit / evaluate
@@ -420,9 +380,7 @@ class VAE(keras.Model):
         of a Gaussian prior; White, 2016). Single examples give
         [steps, *event_shape]; batches [B, steps, *event_shape].
         """
-        if method not in ("linear", "slerp"):
-            raise ValueError(f"method must be 'linear' or 'slerp', got {method!r}.")
-        latent.check_steps(steps)
+        latent.check_path(steps, method)
         single = np.ndim(x_a) == len(self.event_shape)
         x_a, x_b = (np.asarray(v, "float32")[None] if single else np.asarray(v, "float32")
                     for v in (x_a, x_b))
@@ -430,21 +388,19 @@ class VAE(keras.Model):
         self.validate_inputs(x_b, "x_b")
         z_a = self.encode(x_a).mean()
         z_b = self.encode(x_b).mean()
-        t = tf.reshape(tf.linspace(0.0, 1.0, int(steps)), [1, -1, 1])
-        path = (slerp if method == "slerp" else lerp)(z_a[:, None], z_b[:, None], t)
+        path = latent.path(z_a, z_b, steps, method)
         images = self.likelihood.mean(self._decoder_outputs(path))
         return images[0] if single else images
 
     def initialize_output_bias(self, x):
         """Sets the decoder's output bias to the logit of the mean training pixel (Burda et al.).
 
-        For a Gaussian likelihood the bias is set to the mean itself.
+        The logit for a likelihood on [0, 1] (Bernoulli, continuous Bernoulli); for
+        others (Gaussian) the mean itself.
         """
         self.build()
-        networks.initialize_output_bias(
-            self.decoder, x, logit=isinstance(self.likelihood, (
-                likelihoods_lib.BernoulliLikelihood, likelihoods_lib.ContinuousBernoulliLikelihood))
-        )
+        logit = tuple(self.likelihood.support) == (0.0, 1.0)
+        networks.initialize_output_bias(self.decoder, x, logit=logit)
 
     def _seed(self, seed):
         return self._sample_seed if seed is None else int(seed)
@@ -461,21 +417,17 @@ class VAE(keras.Model):
 
     def _config(self):
         """Hook: the keys `get_config` adds to keras.Model's (the constructor's arguments)."""
-        return dict(
-            latent_dim=self.latent_dim,
-            event_shape=list(self.event_shape),
-            encoder=keras.saving.serialize_keras_object(self.encoder),
-            decoder=keras.saving.serialize_keras_object(self.decoder),
-            prior=keras.saving.serialize_keras_object(self.prior),
-            likelihood=keras.saving.serialize_keras_object(self.likelihood),
-            posterior=keras.saving.serialize_keras_object(self.posterior),
-            objective=keras.saving.serialize_keras_object(self.objective),
-            analytic_kl=self.analytic_kl,
-            beta=self.beta,
-            warmup_steps=self.warmup_steps,
-            gradient_estimator=self.gradient_estimator,
-            seed=self.seed,
-        )
+        return {"latent_dim": self.latent_dim, "event_shape": list(self.event_shape),
+                **self._serialized("encoder", "decoder", "prior", "likelihood", "posterior",
+                                   "objective"),
+                **self._attributes("analytic_kl", "beta", "warmup_steps", "gradient_estimator",
+                                   "seed")}
+
+    def _serialized(self, *keys):
+        return {key: keras.saving.serialize_keras_object(getattr(self, key)) for key in keys}
+
+    def _attributes(self, *keys):
+        return {key: getattr(self, key) for key in keys}
 
     @classmethod
     def from_config(cls, config):

@@ -55,6 +55,40 @@ def check_preset(preset):
     names.PRESETS.entry(preset)
 
 
+def resolve(encoder, decoder, latent_dim, event_shape):
+    """The (encoder, decoder, latent_dim) a VAE is given as names, config dicts or layers.
+
+    Args:
+      encoder: a preset name, a Keras config dict or a layer.
+      decoder: as `encoder`, or None for the encoder's preset.
+      latent_dim: the size d of z, or None for the preset's.
+      event_shape: the shape of one example.
+
+    Returns:
+      The two networks and d.
+
+    Raises:
+      ValueError: for an unknown preset, or a missing latent_dim or decoder when
+        the encoder is not a preset name.
+    """
+    if isinstance(encoder, str):
+        check_preset(encoder)
+        latent_dim = latent_dim or PRESETS[encoder]["latent_dim"]
+        decoder = encoder if decoder is None else decoder
+        encoder = build_encoder(encoder, event_shape)
+    elif isinstance(encoder, dict):
+        encoder = keras.saving.deserialize_keras_object(encoder)
+    if latent_dim is None:
+        raise ValueError("latent_dim is required when the encoder is not a preset name.")
+    if isinstance(decoder, str):
+        decoder = build_decoder(decoder, int(latent_dim), event_shape)
+    elif isinstance(decoder, dict):
+        decoder = keras.saving.deserialize_keras_object(decoder)
+    elif decoder is None:
+        raise ValueError("decoder is required when the encoder is not a preset name.")
+    return encoder, decoder, int(latent_dim)
+
+
 def build_encoder(preset, event_shape, hidden_units=None, activation=None, name="encoder"):
     """Builds a preset encoder: x [B, *event_shape] -> features [B, h].
 
@@ -147,6 +181,14 @@ def mlp(input_dim, units, activation, name):
     return keras.Sequential(layers, name=name)
 
 
+def call_stopped(layer, *args, **kwargs):
+    """`layer(*args)` with its weights under stop_gradient, the inputs still differentiable."""
+    trainable = [tf.stop_gradient(v) for v in layer.trainable_variables]
+    outputs, _ = layer.stateless_call(trainable, list(layer.non_trainable_variables),
+                                      *args, **kwargs)
+    return outputs
+
+
 def apply_flat(fn, z):
     """fn on z [..., w] flattened to [N, w], its outputs given z's leading shape back.
 
@@ -217,6 +259,6 @@ def output_layer(decoder):
 
 
 __all__ = [
-    "PRESETS", "OUTPUT_LAYER_NAME", "check_preset", "build_encoder", "build_decoder", "mlp",
-    "apply_flat", "initialize_output_bias", "output_layer",
+    "PRESETS", "OUTPUT_LAYER_NAME", "check_preset", "resolve", "build_encoder",
+    "build_decoder", "mlp", "call_stopped", "apply_flat", "initialize_output_bias", "output_layer",
 ]

@@ -38,7 +38,6 @@ References:
 
 from keras_vae import names
 from keras_vae._backend import keras, tf
-from keras_vae.training import kl_weight_schedule  # noqa: F401  (re-exported)
 
 
 # --------------------------------------------------------------------------- functions
@@ -367,6 +366,14 @@ def get(identifier, **kwargs):
         arguments = dict(identifier)
         return names.OBJECTIVES.build(arguments.pop("name"), **arguments, **kwargs)
     return names.OBJECTIVES.build(identifier, **kwargs)
+
+
+def __getattr__(name):
+    # kl_weight_schedule lives in keras_vae.training, which imports this module.
+    if name == "kl_weight_schedule":
+        from keras_vae.training import kl_weight_schedule
+        return kl_weight_schedule
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [

@@ -14,6 +14,7 @@ training with a message.
 import functools
 import warnings
 
+from keras_vae import objectives
 from keras_vae._backend import keras, tf
 
 
@@ -144,6 +145,48 @@ def _apply(optimizer, grads, variables):
     return tf.constant(True)
 
 
+def bound_name(objective):
+    """The logged importance-weighted bound: 'iwae_S', S the objective's samples per example."""
+    return f"iwae_{objective.num_samples}"
+
+
+def metric_names(objective):
+    """The names a VAE training on `objective` logs, in order.
+
+    'loss', 'elbo', 'reconstruction', 'kl'; `bound_name` when S > 1; and the
+    objective's own bound when it is none of those (MIWAE, CIWAE).
+    """
+    names = ["loss", "elbo", "reconstruction", "kl"]
+    if objective.num_samples > 1:
+        names.append(bound_name(objective))
+    if objective.name not in ("elbo", "iwae", "piwae"):
+        names.append(objective.name)
+    return names
+
+
+def update_metrics(trackers, objective, terms, value):
+    """Adds one batch to the `metric_names` trackers; returns their results.
+
+    Args:
+      trackers: name -> `keras.metrics.Mean`.
+      objective: the model's objective.
+      terms: the batch's `objectives.Terms`.
+      value: the [B] training value (its negation is the loss).
+
+    Returns:
+      name -> the tracker's result.
+    """
+    values = [("loss", -value), ("elbo", terms.reconstruction() - terms.kl_divergence()),
+              ("reconstruction", terms.reconstruction()), ("kl", terms.kl_divergence())]
+    if bound_name(objective) in trackers:
+        values.append((bound_name(objective), objectives.iwae_bound(terms.log_weights())))
+    if objective.name in trackers:  # ELBO's bound goes to 'elbo' a second time
+        values.append((objective.name, objective.bound(terms)))
+    for name, tracked in values:
+        trackers[name].update_state(tracked)
+    return {name: t.result() for name, t in trackers.items()}
+
+
 def worker_logs(results, strategy):
     """The step's logs in the shape Keras can reduce under `strategy`.
 
@@ -189,5 +232,5 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
 
 __all__ = [
     "kl_weight_schedule", "encoder_mask", "scaled_losses", "gradients", "apply_if_finite",
-    "worker_logs", "StopOnNonFiniteLoss",
+    "bound_name", "metric_names", "update_metrics", "worker_logs", "StopOnNonFiniteLoss",
 ]
