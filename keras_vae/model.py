@@ -20,10 +20,8 @@ overrides the hooks, not the machinery:
 _posterior_draws(x, S, training, seed, stop)  x -> q's parameters -> draws (a dict)
 _log_joint(x, draws, training)                draws -> objectives.Terms, each [S, B]
 _decoder_outputs(z, training)                 the latent z -> the likelihood's input
-encoder_layers                                the layers on the encoder side of the
-                                              gradient split (PIWAE, DReG)
-_build_order()                                (layer, input shape) in build order
-_config()                                     the model's own get_config keys
+encoder_layers, _build_order(), _config()     the encoder side of the gradient split,
+                                              (layer, input shape) to build, config keys
 ```
 """
 
@@ -361,11 +359,7 @@ class VAE(keras.Model):
 
     def sample_latents(self, num_samples, temperature=1.0, seed=None):
         """Draws z [n, d] from the prior at a temperature (the scale times T)."""
-        if int(num_samples) <= 0:
-            raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}.")
-        if float(temperature) < 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature!r}.")
-        return self.prior.sample(int(num_samples), float(temperature), seed=self._seed(seed),
+        return self.prior.sample(num_samples, temperature, seed=self._seed(seed),
                                  encode=self.encode)
 
     def sample(self, num_samples, temperature=1.0, seed=None):

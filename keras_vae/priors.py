@@ -35,7 +35,25 @@ class Prior(keras.layers.Layer):
         return tfd.MixtureSameFamily(tfd.Categorical(logits=logits), gaussians)
 
     def sample(self, num_samples, temperature=1.0, seed=None, encode=None):
-        """Draws z [num_samples, d] from p(z) with component scales times `temperature`."""
+        """Draws z [num_samples, d] from p(z) with component scales times `temperature`.
+
+        Args:
+          num_samples: n > 0.
+          temperature: T >= 0 (0: the components' locations).
+          seed: an int or a `keras.random.SeedGenerator`.
+          encode: the model's x -> q(z|x) (VampPrior only).
+
+        Returns:
+          z [n, d].
+
+        Raises:
+          ValueError: for n <= 0 or T < 0.
+        """
+        if int(num_samples) <= 0:
+            raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}.")
+        if float(temperature) < 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature!r}.")
+        num_samples, temperature = int(num_samples), float(temperature)
         logits, loc, scale = self.components(encode)
         eps = keras.random.normal((num_samples, self.latent_dim), seed=seed)
         if logits is None:
