@@ -25,18 +25,14 @@ References:
 
 import numpy as np
 
-from keras_vae import networks
+from keras_vae import latent, networks
 from keras_vae._backend import keras, tf
 
 
 def _lerp_path(z_a, z_b, steps):
-    t = np.linspace(0.0, 1.0, int(steps))[:, None]
-    return (1.0 - t) * z_a[None] + t * z_b[None]
-
-
-def _check_steps(steps):
-    if int(steps) < 2:
-        raise ValueError(f"steps must be >= 2, got {steps!r}.")
+    """[steps, d]: the straight line from z_a [d] to z_b [d] (NumPy)."""
+    latent.check_path(steps)
+    return latent.lerp(z_a[None], z_b[None], np.linspace(0.0, 1.0, int(steps))[:, None])
 
 
 class PCA:
@@ -111,7 +107,6 @@ class PCA:
 
     def interpolate(self, x_a, x_b, steps=8):
         """Decodes the straight line between the codes of two examples: [steps, *event_shape]."""
-        _check_steps(steps)
         z_a, z_b = self.encode(np.asarray(x_a)[None])[0], self.encode(np.asarray(x_b)[None])[0]
         return self.decode(_lerp_path(z_a, z_b, steps))
 
@@ -241,7 +236,7 @@ class Autoencoder(keras.Model):
 
     def interpolate(self, x_a, x_b, steps=8):
         """Decodes the straight line between the codes of two examples: [steps, *event_shape]."""
-        _check_steps(steps)
+        latent.check_path(steps)
         z = self.encode(np.stack([np.asarray(x_a), np.asarray(x_b)]).astype("float32")).numpy()
         return self.decode(_lerp_path(z[0], z[1], steps).astype("float32"))
 
@@ -253,14 +248,7 @@ class Autoencoder(keras.Model):
 
     def initialize_output_bias(self, x):
         """Starts the decoder's output at the mean training example (its logit for 'bce')."""
-        layer = networks.output_layer(self.decoder)
-        mean = np.asarray(x, np.float64).mean(axis=0).reshape(-1)
-        if tuple(layer.bias.shape) != mean.shape:
-            mean = np.asarray(x, np.float64).reshape(-1, layer.bias.shape[-1]).mean(axis=0)
-        if self.loss_name == "bce":
-            mean = np.clip(mean, 1e-3, 1 - 1e-3)
-            mean = np.log(mean) - np.log1p(-mean)
-        layer.bias.assign(mean.astype("float32"))
+        networks.initialize_output_bias(self.decoder, x, logit=self.loss_name == "bce")
 
     def get_config(self):
         config = super().get_config()

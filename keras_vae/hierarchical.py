@@ -25,7 +25,7 @@ References:
     with IWAE k=50).
 """
 
-import numpy as np
+import inspect
 
 from keras_vae import networks
 from keras_vae import objectives as objectives_lib
@@ -33,48 +33,13 @@ from keras_vae import posteriors as posteriors_lib
 from keras_vae._backend import keras, tf
 from keras_vae.model import VAE
 
-#: The IWAE paper's two-stochastic-layer architecture (Burda et al., 2016, section 5).
-PRESETS = {
-    "iwae": {
-        "latent_dims": (100, 50),
-        "hidden_units": ((200, 200), (100, 100)),
-        "activation": "tanh",
-    },
+#: Why each `VAE` argument that HierarchicalVAE cannot pass on is refused.
+_REFUSED = {
+    "latent_dim": "it is latent_dims[1], the size of the top latent z2",
+    "encoder": "the networks come from hidden_units and activation (and are saved as those)",
+    "decoder": "the networks come from hidden_units and activation (and are saved as those)",
+    "posterior": "q(z1|x) and q(z2|z1) are diagonal-Gaussian heads of widths latent_dims",
 }
-
-
-def _mlp(input_dim, hidden_units, activation, name):
-    """z [N, input_dim] -> features [N, h]: Dense layers, or the identity if there are none."""
-    layers = [keras.Input(shape=(int(input_dim),))]
-    layers += [keras.layers.Dense(int(u), activation=activation) for u in hidden_units]
-    if len(layers) == 1:
-        layers.append(keras.layers.Identity())
-    return keras.Sequential(layers, name=name)
-
-
-def _x_encoder(event_shape, hidden_units, activation):
-    """x [B, *event_shape] -> h1: Flatten then Dense layers (the `iwae` preset's shape)."""
-    layers = [keras.Input(shape=event_shape), keras.layers.Flatten()]
-    layers += [keras.layers.Dense(int(u), activation=activation) for u in hidden_units]
-    return keras.Sequential(layers, name="encoder")
-
-
-def _x_decoder(latent_dim, event_shape, hidden_units, activation):
-    """z1 [N, d1] -> [N, *event_shape]: mirrored Dense layers, then the 'logits' layer."""
-    layers = [keras.Input(shape=(int(latent_dim),))]
-    layers += [keras.layers.Dense(int(u), activation=activation)
-               for u in reversed(hidden_units)]
-    layers += [keras.layers.Dense(int(np.prod(event_shape)), name=networks.OUTPUT_LAYER_NAME),
-               keras.layers.Reshape(event_shape)]
-    return keras.Sequential(layers, name="decoder")
-
-
-def _call_stopped(layer, *args, **kwargs):
-    """`layer(*args)` with its weights under stop_gradient, the inputs still differentiable."""
-    trainable = [tf.stop_gradient(v) for v in layer.trainable_variables]
-    outputs, _ = layer.stateless_call(trainable, list(layer.non_trainable_variables),
-                                      *args, **kwargs)
-    return outputs
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
@@ -106,6 +71,11 @@ class HierarchicalVAE(VAE):
       objective, beta, warmup_steps, gradient_estimator, seed: as for `VAE`
         ('dreg' stops the weights, not the inputs, of both inference heads).
       min_scale: the floor on the scales of q(z1|x), q(z2|z1) and p(z1|z2).
+      **kwargs: passed on to `VAE` (e.g. `analytic_kl`, which changes nothing here:
+        no analytic KL exists for the chain, so the KL is the Monte-Carlo one;
+        and keras.Model's `name`). `latent_dim`, `encoder`, `decoder` and
+        `posterior` are refused: `latent_dims`, `hidden_units` and `activation`
+        define the networks and heads, and the model saves only those.
 
     Example:
 
@@ -124,13 +94,10 @@ class HierarchicalVAE(VAE):
                  hidden_units=((200, 200), (100, 100)), activation="tanh", prior="normal",
                  likelihood="bernoulli", objective="elbo", beta=1.0, warmup_steps=0,
                  gradient_estimator="standard", seed=None, min_scale=1e-4, **kwargs):
-        fixed = sorted(set(kwargs) & {"latent_dim", "encoder", "decoder", "posterior",
-                                      "analytic_kl"})
-        if fixed:
-            raise TypeError(
-                f"HierarchicalVAE does not take {fixed}: its networks come from latent_dims "
-                "(d1, d2), hidden_units and activation, and its KL is always Monte Carlo."
-            )
+        refused = sorted(set(kwargs) & set(_REFUSED))
+        if refused:
+            raise TypeError("HierarchicalVAE does not take " + "; ".join(
+                f"{key}: {_REFUSED[key]}" for key in refused) + ".")
         latent_dims = tuple(int(d) for d in latent_dims)
         if len(latent_dims) != 2 or min(latent_dims) <= 0:
             raise ValueError(f"latent_dims must be two positive sizes (d1, d2), got {latent_dims}.")
@@ -141,19 +108,6 @@ class HierarchicalVAE(VAE):
                 f"got {hidden_units}."
             )
         event_shape = tuple(int(s) for s in event_shape)
-        objective = objectives_lib.get(
-            objectives_lib.get(objective.pop("name"), **objective)
-            if isinstance(objective, dict) and "class_name" not in objective else objective
-        )
-        if getattr(objective, "free_bits", 0) > 0:
-            raise ValueError(
-                "free bits need a per-unit KL, which the two-layer chain does not have: "
-                "use free_bits=0 (or KL warm-up) with HierarchicalVAE."
-            )
-        if isinstance(prior, dict):
-            prior = keras.saving.deserialize_keras_object(prior)
-        if isinstance(likelihood, dict):
-            likelihood = keras.saving.deserialize_keras_object(likelihood)
         d1, d2 = latent_dims
         self.latent_dims = latent_dims
         self.hidden_units = hidden_units
@@ -161,72 +115,56 @@ class HierarchicalVAE(VAE):
         self.min_scale = float(min_scale)
         # The second stochastic layer, q(z2|z1) and p(z1|z2), exists before VAE.__init__
         # builds the model (Keras tracks sub-layers set before Layer.__init__ too).
-        self.encoder2 = _mlp(d1, hidden_units[1], activation, name="encoder2")
+        self.encoder2 = networks.mlp(d1, hidden_units[1], activation, name="encoder2")
         self.posterior2 = posteriors_lib.DiagonalGaussianPosterior(
             d2, min_scale, name="posterior2"
         )
-        self.decoder2 = _mlp(d2, tuple(reversed(hidden_units[1])), activation, name="decoder2")
+        self.decoder2 = networks.mlp(d2, tuple(reversed(hidden_units[1])), activation,
+                                     name="decoder2")
         self.conditional_prior = posteriors_lib.DiagonalGaussianPosterior(
             d1, min_scale, name="conditional_prior"
         )
+        kwargs.setdefault("analytic_kl", False)
         super().__init__(
-            latent_dim=d2,
-            event_shape=event_shape,
-            encoder=_x_encoder(event_shape, hidden_units[0], activation),
-            decoder=_x_decoder(d1, event_shape, hidden_units[0], activation),
+            latent_dim=d2, event_shape=event_shape,
+            encoder=networks.build_encoder("iwae", event_shape, hidden_units[0], activation),
+            decoder=networks.build_decoder("iwae", d1, event_shape, hidden_units[0],
+                                           activation),
             posterior=posteriors_lib.DiagonalGaussianPosterior(d1, min_scale, name="posterior"),
-            prior=prior,
-            likelihood=likelihood,
-            objective=objective,
-            analytic_kl=False,
-            beta=beta,
-            warmup_steps=warmup_steps,
-            gradient_estimator=gradient_estimator,
-            seed=seed,
+            prior=prior, likelihood=likelihood, objective=objective, beta=beta,
+            warmup_steps=warmup_steps, gradient_estimator=gradient_estimator, seed=seed,
             **kwargs,
         )
+        if getattr(self.objective, "free_bits", 0) > 0:
+            raise ValueError(
+                "free bits need a per-unit KL, which the two-layer chain does not have: "
+                "use free_bits=0 (or KL warm-up) with HierarchicalVAE."
+            )
 
     @classmethod
     def preset(cls, name="iwae", **kwargs):
-        """The model with a named architecture (`PRESETS`), other arguments as given."""
+        """The model with a named architecture (`PRESETS`: 'iwae', the defaults)."""
         if name not in PRESETS:
             raise ValueError(f"Unknown preset {name!r}; choose one of {sorted(PRESETS)}.")
         return cls(**{**PRESETS[name], **kwargs})
 
-    def build(self, input_shape=None):
-        if self.built:
-            return
+    def _build_order(self):
         d1, d2 = self.latent_dims
-        shape = (None,) + self.event_shape
-        for layer, in_shape in (
-            (self.encoder, shape),
-            (self.encoder2, (None, d1)),
-            (self.decoder2, (None, d2)),
-            (self.decoder, (None, d1)),
-            (self.likelihood, shape),
-        ):
-            if not layer.built:
-                layer.build(in_shape)
-        for head, net, in_shape in ((self.posterior, self.encoder, shape),
-                                    (self.posterior2, self.encoder2, (None, d1)),
-                                    (self.conditional_prior, self.decoder2, (None, d2))):
-            if not head.built:
-                head.build(net.compute_output_shape(in_shape))
-        if not self.prior.built:
-            self.prior.build(None)
-        self.built = True
+        x_shape = (None,) + self.event_shape
+        return [(self.encoder, x_shape), (self.encoder2, (None, d1)),
+                (self.decoder2, (None, d2)), (self.decoder, (None, d1)),
+                (self.likelihood, x_shape),
+                (self.posterior, lambda: self.encoder.compute_output_shape(x_shape)),
+                (self.posterior2, lambda: self.encoder2.compute_output_shape((None, d1))),
+                (self.conditional_prior, lambda: self.decoder2.compute_output_shape((None, d2))),
+                (self.prior, None)]
+
+    @property
+    def encoder_layers(self):
+        """Both inference networks and their heads: q(z1|x) and q(z2|z1)."""
+        return (self.encoder, self.posterior, self.encoder2, self.posterior2)
 
     # ----------------------------------------------------------------- the five densities
-
-    def _flat_call(self, fn, z, size):
-        """fn on z [..., size] flattened to [N, size]; returns its outputs with the lead shape."""
-        lead = tf.shape(z)[:-1]
-        out = fn(tf.reshape(z, [-1, size]))
-
-        def restore(t):
-            return tf.reshape(t, tf.concat([lead, tf.shape(t)[1:]], axis=0))
-
-        return tf.nest.map_structure(restore, out)
 
     def posterior_z1(self, x, training=False):
         """q(z1|x): event shape [d1], batch [B]."""
@@ -248,24 +186,17 @@ class HierarchicalVAE(VAE):
     def _q2_params(self, z1, training=False, stop_weights=False):
         if stop_weights:
             def fn(z):
-                return _call_stopped(self.posterior2, _call_stopped(self.encoder2, z,
-                                                                    training=training))
+                features = networks.call_stopped(self.encoder2, z, training=training)
+                return networks.call_stopped(self.posterior2, features)
         else:
             def fn(z):
                 return self.posterior2(self.encoder2(z, training=training))
-        return self._flat_call(fn, z1, self.latent_dims[0])
+        return networks.apply_flat(fn, z1)
 
     def _p1_params(self, z2, training=False):
-        def fn(z):
-            return self.conditional_prior(self.decoder2(z, training=training))
-        return self._flat_call(fn, z2, self.latent_dims[1])
-
-    def _likelihood_outputs(self, z1, training=False):
-        z1 = tf.convert_to_tensor(z1)
-        lead = tf.shape(z1)[:-1]
-        flat = tf.reshape(z1, [-1, self.latent_dims[0]])
-        out = self.likelihood(self.decoder(flat, training=training))
-        return tf.reshape(out, tf.concat([lead, self.event_shape], axis=0))
+        return networks.apply_flat(
+            lambda z: self.conditional_prior(self.decoder2(z, training=training)), z2
+        )
 
     def sample_posterior(self, x, num_samples=1, seed=None, training=False):
         """Draws (z1 [S, B, d1], z2 [S, B, d2]) from q(z1|x) q(z2|z1).
@@ -273,22 +204,29 @@ class HierarchicalVAE(VAE):
         One standard-normal draw of shape [S, B, d1 + d2] feeds both layers, so an
         integer `seed` gives the draws `compute_terms(x, S, seed=seed)` uses.
         """
-        x = tf.cast(x, "float32")
-        params1 = self.posterior(self.encoder(x, training=training))
-        z1, z2, _ = self._draw(params1, num_samples, training, seed)
-        return z1, z2
+        draws = self._posterior_draws(tf.cast(x, "float32"), num_samples, training, seed,
+                                      stop=False)
+        return draws["z1"], draws["z2"]
 
-    def _draw(self, params1, num_samples, training, seed):
-        loc1, scale1 = params1
+    def _posterior_draws(self, x, num_samples, training, seed, stop):
+        """z1 ~ q(z1|x), z2 ~ q(z2|z1) from one normal draw [S, B, d1 + d2].
+
+        Returns a dict: 'z1', 'z2', 'params1', 'params2' and 'stopped' (None, or
+        q(z1|x)'s parameters stopped and q(z2|z1)'s with its weights stopped).
+        """
+        params1 = self.posterior(self.encoder(x, training=training))
         d1, d2 = self.latent_dims
-        shape = tf.concat([[num_samples], tf.shape(loc1)[:1], [d1 + d2]], axis=0)
-        eps = keras.random.normal(shape, seed=seed if seed is not None else self._noise_seed)
-        eps1, eps2 = eps[..., :d1], eps[..., d1:]
-        z1 = loc1 + scale1 * eps1  # reparameterised: [S, B, d1]
+        shape = tf.concat([[num_samples], tf.shape(params1[0])[:1], [d1 + d2]], axis=0)
+        eps = keras.random.normal(shape, seed=self._noise(seed))
+        z1 = self.posterior.reparameterize(params1, eps[..., :d1])  # [S, B, d1]
         params2 = self._q2_params(z1, training)
-        loc2, scale2 = params2
-        z2 = loc2 + scale2 * eps2  # [S, B, d2]
-        return z1, z2, params2
+        z2 = self.posterior2.reparameterize(params2, eps[..., d1:])  # [S, B, d2]
+        stopped = None
+        if stop:
+            stopped = (tf.nest.map_structure(tf.stop_gradient, params1),
+                       self._q2_params(z1, training, stop_weights=True))
+        return {"z1": z1, "z2": z2, "params1": params1, "params2": params2,
+                "stopped": stopped}
 
     def log_densities(self, x, z1, z2, training=False):
         """The five log-densities at given draws, each [S, B].
@@ -306,37 +244,27 @@ class HierarchicalVAE(VAE):
             "log_qz2_z1": self.posterior_z2(z1, training).log_prob(z2),
         }
 
-    def compute_terms(self, x, num_samples=None, training=False, seed=None):
-        """One forward pass through the chain: `objectives.Terms` of S draws per example.
+    def _log_joint(self, x, draws, training):
+        """`objectives.Terms` of the chain, each [S, B]; kl = None (Monte Carlo).
 
         log_likelihood = log p(x|z1), log_prior = log p(z1|z2) + log p(z2),
-        log_posterior = log q(z1|x) + log q(z2|z1), each [S, B]; kl = None (the
-        Monte-Carlo KL of the whole chain is used). With DReG, log_posterior_stopped
+        log_posterior = log q(z1|x) + log q(z2|z1). With DReG, log_posterior_stopped
         evaluates both q's with their weights stopped and the draws z1, z2 (and z1
         as the input of q(z2|z1)) still differentiable.
         """
-        x = tf.cast(x, "float32")
-        num_samples = num_samples or self.objective.num_samples
-        params1 = self.posterior(self.encoder(x, training=training))
-        z1, z2, params2 = self._draw(params1, num_samples, training, seed)
-        q1 = self.posterior.distribution(params1)
-        q2 = self.posterior2.distribution(params2)
-        p1 = self.conditional_prior.distribution(self._p1_params(z2, training))
-        log_likelihood = self.likelihood.distribution(
-            self._likelihood_outputs(z1, training)
-        ).log_prob(x)
-        log_prior = p1.log_prob(z1) + self.prior_distribution().log_prob(z2)
-        log_posterior = q1.log_prob(z1) + q2.log_prob(z2)
+        z1, z2 = draws["z1"], draws["z2"]
+        q1 = self.posterior.distribution(draws["params1"])
+        q2 = self.posterior2.distribution(draws["params2"])
+        log_likelihood = self.likelihood_x(z1, training).log_prob(x)
+        log_prior = (self.conditional_prior_z1(z2, training).log_prob(z1)
+                     + self.prior_distribution().log_prob(z2))
         log_posterior_stopped = None
-        if self.gradient_estimator == "dreg":
-            q1_stopped = self.posterior.distribution(
-                tf.nest.map_structure(tf.stop_gradient, params1)
-            )
-            q2_stopped = self.posterior2.distribution(
-                self._q2_params(z1, training, stop_weights=True)
-            )
-            log_posterior_stopped = q1_stopped.log_prob(z1) + q2_stopped.log_prob(z2)
-        return objectives_lib.Terms(log_likelihood, log_prior, log_posterior,
+        if draws["stopped"] is not None:
+            params1, params2 = draws["stopped"]
+            log_posterior_stopped = (self.posterior.distribution(params1).log_prob(z1)
+                                     + self.posterior2.distribution(params2).log_prob(z2))
+        return objectives_lib.Terms(log_likelihood, log_prior,
+                                    q1.log_prob(z1) + q2.log_prob(z2),
                                     log_posterior_stopped, None, None)
 
     # ----------------------------------------------------------------- the z2 "latent"
@@ -357,24 +285,6 @@ class HierarchicalVAE(VAE):
         loc1, _ = self._p1_params(tf.convert_to_tensor(z), training)
         return self._likelihood_outputs(loc1, training)
 
-    def call(self, x, training=False):
-        """The reconstruction mean E p(x | z1 = E q(z1|x))."""
-        loc1, _ = self.posterior(self.encoder(x, training=training))
-        return self.likelihood.mean(self._likelihood_outputs(loc1, training))
-
-    def reconstruct(self, x, sample=False, seed=None):
-        """Decodes z1 = E q(z1|x) (or a draw, sample=True) through p(x|z1).
-
-        This is the reconstruction the bound scores (log p(x|z1)); a round trip
-        through the top latent is `decode(encode(x).mean())`.
-        """
-        self.validate_inputs(x, "x")
-        q1 = self.posterior_z1(x)
-        z1 = q1.mean()
-        if sample:
-            z1 = z1 + q1.stddev() * keras.random.normal(tf.shape(z1), seed=self._seed(seed))
-        return self.likelihood.mean(self._likelihood_outputs(z1))
-
     def sample_hierarchy(self, num_samples, temperature=1.0, seed=None):
         """Ancestral draws: z2 ~ p(z2), z1 ~ p(z1|z2) (both scales times T), and E p(x|z1).
 
@@ -384,49 +294,27 @@ class HierarchicalVAE(VAE):
         z2 = self.sample_latents(num_samples, temperature, seed)
         loc1, scale1 = self._p1_params(z2)
         noise_seed = self._sample_seed if seed is None else int(seed) + 1
-        z1 = loc1 + float(temperature) * scale1 * keras.random.normal(tf.shape(loc1),
-                                                                     seed=noise_seed)
+        z1 = self.conditional_prior.reparameterize(
+            (loc1, float(temperature) * scale1),
+            keras.random.normal(tf.shape(loc1), seed=noise_seed))
         return z2, z1, self.likelihood.mean(self._likelihood_outputs(z1))
-
-    # ----------------------------------------------------------------- training
-
-    def _split_variables(self):
-        encoder_side = set()
-        for layer in (self.encoder, self.posterior, self.encoder2, self.posterior2):
-            encoder_side |= {id(v) for v in layer.trainable_variables}
-        return [id(v) in encoder_side for v in self.trainable_variables]
-
-    def initialize_output_bias(self, x):
-        """Sets p(x|z1)'s output bias to the logit of the mean training pixel (Burda et al.)."""
-        return super().initialize_output_bias(x)
 
     # ----------------------------------------------------------------- config
 
-    def get_config(self):
-        config = keras.Model.get_config(self)
-        config.update(
-            latent_dims=list(self.latent_dims),
-            event_shape=list(self.event_shape),
-            hidden_units=[list(u) for u in self.hidden_units],
-            activation=self.activation,
-            prior=keras.saving.serialize_keras_object(self.prior),
-            likelihood=keras.saving.serialize_keras_object(self.likelihood),
-            objective=keras.saving.serialize_keras_object(self.objective),
-            beta=self.beta,
-            warmup_steps=self.warmup_steps,
-            gradient_estimator=self.gradient_estimator,
-            seed=self.seed,
-            min_scale=self.min_scale,
-        )
-        return config
+    def _config(self):
+        return {"latent_dims": list(self.latent_dims), "event_shape": list(self.event_shape),
+                "hidden_units": [list(u) for u in self.hidden_units],
+                **self._serialized("prior", "likelihood", "objective"),
+                **self._attributes("activation", "analytic_kl", "beta", "warmup_steps",
+                                   "gradient_estimator", "seed", "min_scale")}
 
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        for key in ("prior", "likelihood", "objective"):
-            if isinstance(config.get(key), dict) and "class_name" in config[key]:
-                config[key] = keras.saving.deserialize_keras_object(config[key])
-        return cls(**config)
 
+def _defaults():
+    parameters = inspect.signature(HierarchicalVAE.__init__).parameters
+    return {key: parameters[key].default for key in ("latent_dims", "hidden_units", "activation")}
+
+
+#: The IWAE paper's two-stochastic-layer net (Burda et al., 2016, section 5): the defaults.
+PRESETS = {"iwae": _defaults()}
 
 __all__ = ["HierarchicalVAE", "PRESETS"]

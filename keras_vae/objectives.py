@@ -75,11 +75,6 @@ def ciwae_bound(log_w, beta):
     return beta * elbo_bound(log_w) + (1.0 - beta) * iwae_bound(log_w)
 
 
-def normalized_importance_weights(log_w, axis=0):
-    """w~ = w / sum w along `axis` (the softmax of the log-weights)."""
-    return tf.nn.softmax(log_w, axis=axis)
-
-
 def dreg_surrogate(log_w, num_groups=1):
     """The DReG surrogate for MIWAE(M, K) (M = num_groups; M=1 is IWAE, K=1 the ELBO).
 
@@ -133,39 +128,70 @@ class Terms:
 
 
 class Objective:
-    """Base class of the objectives a VAE trains on.
+    r"""Base class of the objectives a VAE trains on.
 
-    Subclasses set `num_samples` (S, drawn per example), `name`, and define:
+    A subclass sets `name` and `num_samples` (S, drawn per example) and defines
+    `value(log_w)`, its bound as a function of the [S, B] log-weights. The base
+    class derives the rest from it:
 
-    - `bound(terms)`: the value of the bound per example [B] (never a surrogate);
-    - `surrogates(terms, kl_weight, dreg)`: a pair (decoder, encoder) of [B]
-      tensors whose gradients w.r.t. the decoder-side and encoder-side weights
-      are the estimator's. The two are the same object unless the objective
-      (PIWAE) or the estimator (DReG) gives the encoder its own gradient.
+    ```none
+    bound(terms)                    value(log w)                     the logged value, [B]
+    training_value(terms, beta)     value(log p(x|z) + beta (log p(z) - log q))
+    surrogates(terms, beta, dreg)   (decoder, encoder): the [B] tensors whose gradients
+                                    the decoder-side and encoder-side weights follow
+    ```
+
+    The encoder's surrogate is `encoder_value` (the training value itself, unless
+    the objective gives the encoder its own target, as PIWAE does) or, with
+    DReG, `encoder_surrogate(stopped_log_w)` on the log-weights whose log q has
+    its parameters stopped. The pair holds the same object twice when the
+    encoder follows the decoder's surrogate.
     """
 
     name = "objective"
-    num_groups = 1
 
     def __init__(self, num_samples=1):
         if int(num_samples) < 1:
             raise ValueError(f"The number of samples must be >= 1, got {num_samples!r}.")
         self.num_samples = int(num_samples)
 
-    def bound(self, terms):
+    def value(self, log_w):
+        """The bound as a function of log-weights: [S, B] -> [B]."""
         raise NotImplementedError
 
-    def _value(self, log_w):
-        raise NotImplementedError
+    def bound(self, terms):
+        """The value of the bound per example [B] at the true log-weights (never a surrogate)."""
+        return self.value(terms.log_weights())
+
+    def training_value(self, terms, kl_weight=1.0):
+        """The value ascended, [B]: the bound with the KL part weighted by `kl_weight`."""
+        return self.value(terms.log_weights(kl_weight))
+
+    def encoder_value(self, terms, kl_weight, value):
+        """The encoder's surrogate without DReG; `value` (the training value) by default."""
+        return value
+
+    def encoder_surrogate(self, stopped_log_w):
+        """The DReG surrogate of the encoder (Tucker et al., 2019): IWAE's, one group."""
+        return dreg_surrogate(stopped_log_w)
 
     def surrogates(self, terms, kl_weight=1.0, dreg=False):
-        value = self._value(terms.log_weights(kl_weight))
-        if not dreg:
-            return value, value
-        encoder = dreg_surrogate(
-            terms.log_weights(kl_weight, stop_posterior=True), self.num_groups
-        )
-        return value, encoder
+        """(decoder, encoder) surrogates, each [B]; see the class docstring.
+
+        Args:
+          terms: the `Terms` of one forward pass (with `log_posterior_stopped` for DReG).
+          kl_weight: the weight of log p(z) - log q(z|x) (beta, KL warm-up).
+          dreg: give the encoder DReG's surrogate.
+
+        Returns:
+          A pair of [B] tensors (the same object twice when the encoder follows
+          the decoder's surrogate).
+        """
+        value = self.training_value(terms, kl_weight)
+        if dreg:
+            return value, self.encoder_surrogate(terms.log_weights(kl_weight,
+                                                                   stop_posterior=True))
+        return value, self.encoder_value(terms, kl_weight, value)
 
     def get_config(self):
         return {"num_samples": self.num_samples}
@@ -205,26 +231,25 @@ class ELBO(Objective):
         if float(free_bits) < 0:
             raise ValueError(f"free_bits must be >= 0, got {free_bits!r}.")
         self.free_bits = float(free_bits)
-        self.num_groups = self.num_samples  # K = 1 inside each of S groups (DReG = STL)
+
+    def value(self, log_w):
+        return elbo_bound(log_w)
 
     def bound(self, terms):
         return terms.reconstruction() - terms.kl_divergence()
 
-    def surrogates(self, terms, kl_weight=1.0, dreg=False):
+    def training_value(self, terms, kl_weight=1.0):
         if self.free_bits > 0:
             kl_dims = tf.reduce_mean(terms.kl_per_dim, axis=0)
             kl = tf.reduce_sum(tf.maximum(kl_dims, self.free_bits))
-            value = terms.reconstruction() - kl_weight * kl
-        elif terms.kl is not None:
-            value = terms.reconstruction() - kl_weight * terms.kl
-        else:
-            value = elbo_bound(terms.log_weights(kl_weight))
-        if not dreg:
-            return value, value
-        encoder = dreg_surrogate(
-            terms.log_weights(kl_weight, stop_posterior=True), self.num_groups
-        )
-        return value, encoder
+            return terms.reconstruction() - kl_weight * kl
+        if terms.kl is not None:
+            return terms.reconstruction() - kl_weight * terms.kl
+        return elbo_bound(terms.log_weights(kl_weight))
+
+    def encoder_surrogate(self, stopped_log_w):
+        """DReG with K = 1 in each of the S groups: sticking the landing (Roeder et al., 2017)."""
+        return dreg_surrogate(stopped_log_w, num_groups=self.num_samples)
 
     def get_config(self):
         return {"num_samples": self.num_samples, "free_bits": self.free_bits}
@@ -241,10 +266,7 @@ class IWAE(Objective):
         super().__init__(k)
         self.k = int(k)
 
-    def bound(self, terms):
-        return iwae_bound(terms.log_weights())
-
-    def _value(self, log_w):
+    def value(self, log_w):
         return iwae_bound(log_w)
 
     def get_config(self):
@@ -263,11 +285,11 @@ class MIWAE(Objective):
         self.num_groups = int(num_groups)
         self.k = int(k)
 
-    def bound(self, terms):
-        return miwae_bound(terms.log_weights(), self.num_groups)
-
-    def _value(self, log_w):
+    def value(self, log_w):
         return miwae_bound(log_w, self.num_groups)
+
+    def encoder_surrogate(self, stopped_log_w):
+        return dreg_surrogate(stopped_log_w, self.num_groups)
 
     def get_config(self):
         return {"num_groups": self.num_groups, "k": self.k}
@@ -284,19 +306,11 @@ class PIWAE(MIWAE):
 
     name = "piwae"
 
-    def bound(self, terms):
-        return iwae_bound(terms.log_weights())
+    def value(self, log_w):
+        return iwae_bound(log_w)
 
-    def surrogates(self, terms, kl_weight=1.0, dreg=False):
-        log_w = terms.log_weights(kl_weight)
-        decoder = iwae_bound(log_w)
-        if dreg:
-            encoder = dreg_surrogate(
-                terms.log_weights(kl_weight, stop_posterior=True), self.num_groups
-            )
-        else:
-            encoder = miwae_bound(log_w, self.num_groups)
-        return decoder, encoder
+    def encoder_value(self, terms, kl_weight, value):
+        return miwae_bound(terms.log_weights(kl_weight), self.num_groups)
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
@@ -313,21 +327,14 @@ class CIWAE(Objective):
         self.beta = float(beta)
         self.k = int(k)
 
-    def bound(self, terms):
-        return ciwae_bound(terms.log_weights(), self.beta)
-
-    def _value(self, log_w):
+    def value(self, log_w):
         return ciwae_bound(log_w, self.beta)
 
-    def surrogates(self, terms, kl_weight=1.0, dreg=False):
-        value = self._value(terms.log_weights(kl_weight))
-        if not dreg:
-            return value, value
-        stopped = terms.log_weights(kl_weight, stop_posterior=True)
-        encoder = self.beta * dreg_surrogate(stopped, self.num_samples) + (
+    def encoder_surrogate(self, stopped_log_w):
+        """beta times ELBO's DReG surrogate (K = 1 groups) plus (1 - beta) times IWAE's."""
+        return self.beta * dreg_surrogate(stopped_log_w, self.num_samples) + (
             1.0 - self.beta
-        ) * dreg_surrogate(stopped, 1)
-        return value, encoder
+        ) * dreg_surrogate(stopped_log_w, 1)
 
     def get_config(self):
         return {"beta": self.beta, "k": self.k}
@@ -337,6 +344,17 @@ def get(identifier, **kwargs):
     """Returns an objective from an instance, a name ('elbo', 'iwae', ...) or a config dict.
 
     Example: `get("miwae", num_groups=8, k=8)`.
+
+    Args:
+      identifier: an `Objective`, a registered name, None ('elbo'), a Keras config
+        dict ('class_name', 'config') or a dict {'name': ..., **arguments}.
+      **kwargs: the arguments of an objective given by name.
+
+    Returns:
+      The objective.
+
+    Raises:
+      ValueError: for an unknown name.
     """
     if isinstance(identifier, Objective):
         return identifier
@@ -344,19 +362,22 @@ def get(identifier, **kwargs):
         return ELBO(**kwargs)
     if isinstance(identifier, dict) and "class_name" in identifier:
         return keras.saving.deserialize_keras_object(identifier)
+    if isinstance(identifier, dict):
+        arguments = dict(identifier)
+        return names.OBJECTIVES.build(arguments.pop("name"), **arguments, **kwargs)
     return names.OBJECTIVES.build(identifier, **kwargs)
 
 
-def kl_weight_schedule(step, beta=1.0, warmup_steps=0):
-    """beta * min(1, step / warmup_steps): linear KL warm-up (Bowman et al., 2016)."""
-    if warmup_steps <= 0:
-        return tf.constant(beta, "float32")
-    ramp = tf.minimum(1.0, tf.cast(step, "float32") / float(warmup_steps))
-    return beta * ramp
+def __getattr__(name):
+    # kl_weight_schedule lives in keras_vae.training, which imports this module.
+    if name == "kl_weight_schedule":
+        from keras_vae.training import kl_weight_schedule
+        return kl_weight_schedule
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
     "log_mean_exp", "elbo_bound", "iwae_bound", "miwae_bound", "ciwae_bound",
-    "normalized_importance_weights", "dreg_surrogate", "Terms", "Objective",
+    "dreg_surrogate", "Terms", "Objective",
     "ELBO", "IWAE", "MIWAE", "PIWAE", "CIWAE", "get", "kl_weight_schedule",
 ]

@@ -1,11 +1,33 @@
 """Posterior heads: encoder features -> the parameters of q(z|x).
 
 A head is a Keras layer that returns tensors (never distributions: Keras 3 layers
-trace tensors only); `distribution(params)` builds the TFP distribution from them.
+trace tensors only); `distribution(params)` builds the TFP distribution from them,
+and `sample(params, num_samples, seed)` draws from it by reparameterisation
+(Kingma & Welling, 2014), the one place every draw z ~ q(z|x) in the package is made:
+
+```none
+z = loc + scale * eps,    eps ~ N(0, I)
+```
+
+A custom head implements `call(features) -> params`, `distribution(params)` and
+`reparameterize(params, eps)` (or `sample`).
 """
 
 from keras_vae import names
 from keras_vae._backend import keras, tf, tfd
+
+
+def reparameterize(loc, scale, eps):
+    """z = loc + scale * eps: a draw from N(loc, scale^2) that is differentiable in both.
+
+    Args:
+      loc, scale: the location and scale, broadcasting with `eps`.
+      eps: standard-normal noise.
+
+    Returns:
+      The draws, of the broadcast shape.
+    """
+    return loc + scale * eps
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
@@ -60,10 +82,33 @@ class DiagonalGaussianPosterior(keras.layers.Layer):
         return loc, scale
 
     def distribution(self, params):
+        """q(z|x) = Independent(Normal(loc, scale)): batch [B], event [d]."""
         loc, scale = params
         return tfd.Independent(
             tfd.Normal(loc=loc, scale=scale), reinterpreted_batch_ndims=1
         )
+
+    def reparameterize(self, params, eps):
+        """The draws loc + scale * eps for given noise eps (broadcasting with loc)."""
+        loc, scale = params
+        return reparameterize(loc, scale, eps)
+
+    def sample(self, params, num_samples=None, seed=None):
+        """Reparameterised draws from `distribution(params)`.
+
+        Args:
+          params: (loc, scale), each [B, d].
+          num_samples: S, or None for one draw without a sample axis.
+          seed: an int or a `keras.random.SeedGenerator`.
+
+        Returns:
+          z of shape [S, B, d] (or [B, d] when num_samples is None).
+        """
+        loc, _ = params
+        shape = tf.shape(loc)
+        if num_samples is not None:
+            shape = tf.concat([[num_samples], shape], axis=0)
+        return self.reparameterize(params, keras.random.normal(shape, seed=seed))
 
     def get_config(self):
         config = super().get_config()
@@ -72,10 +117,21 @@ class DiagonalGaussianPosterior(keras.layers.Layer):
 
 
 def get(identifier, latent_dim):
-    """Returns a posterior head from a registered name (`names.POSTERIORS`), a config dict or a layer."""
+    """Returns a posterior head from a registered name (`names.POSTERIORS`), a config dict or a layer.
+
+    Args:
+      identifier: a name, a config dict, a layer, or None (diagonal Gaussian).
+      latent_dim: the size d of z, for a head built from a name.
+
+    Returns:
+      The head layer.
+    """
     if isinstance(identifier, keras.layers.Layer):
         return identifier
     if isinstance(identifier, dict):
         return keras.saving.deserialize_keras_object(identifier)
     return names.POSTERIORS.build(identifier or "diagonal_gaussian",
                                   {"latent_dim": latent_dim}, name="posterior")
+
+
+__all__ = ["reparameterize", "DiagonalGaussianPosterior", "get"]

@@ -6,6 +6,7 @@ pick a component c, then z = loc_c + T * scale_c * eps with eps ~ N(0, I).
 """
 
 from keras_vae import names
+from keras_vae.posteriors import reparameterize
 from keras_vae._backend import keras, tf, tfd
 
 
@@ -34,13 +35,31 @@ class Prior(keras.layers.Layer):
         return tfd.MixtureSameFamily(tfd.Categorical(logits=logits), gaussians)
 
     def sample(self, num_samples, temperature=1.0, seed=None, encode=None):
-        """Draws z [num_samples, d] from p(z) with component scales times `temperature`."""
+        """Draws z [num_samples, d] from p(z) with component scales times `temperature`.
+
+        Args:
+          num_samples: n > 0.
+          temperature: T >= 0 (0: the components' locations).
+          seed: an int or a `keras.random.SeedGenerator`.
+          encode: the model's x -> q(z|x) (VampPrior only).
+
+        Returns:
+          z [n, d].
+
+        Raises:
+          ValueError: for n <= 0 or T < 0.
+        """
+        if int(num_samples) <= 0:
+            raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}.")
+        if float(temperature) < 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature!r}.")
+        num_samples, temperature = int(num_samples), float(temperature)
         logits, loc, scale = self.components(encode)
         eps = keras.random.normal((num_samples, self.latent_dim), seed=seed)
         if logits is None:
-            return loc[0] + temperature * scale[0] * eps
+            return reparameterize(loc[0], temperature * scale[0], eps)
         index = keras.random.categorical(logits[None, :], num_samples, seed=seed)[0]
-        return tf.gather(loc, index) + temperature * tf.gather(scale, index) * eps
+        return reparameterize(tf.gather(loc, index), temperature * tf.gather(scale, index), eps)
 
     def get_config(self):
         config = super().get_config()
@@ -149,7 +168,19 @@ class VampPrior(Prior):
 
 
 def get(identifier, latent_dim, event_shape):
-    """Returns a prior from a registered name (`names.PRIORS`), a config dict or a layer."""
+    """Returns a prior from a registered name (`names.PRIORS`), a config dict or a layer.
+
+    Args:
+      identifier: a name, a config dict, a `Prior`, or None ('normal').
+      latent_dim: the size d of z.
+      event_shape: the shape of one example (for VampPrior's pseudo-inputs).
+
+    Returns:
+      The prior layer.
+
+    Raises:
+      TypeError: for a layer that is not a `Prior`.
+    """
     if isinstance(identifier, Prior):
         return identifier
     if isinstance(identifier, keras.layers.Layer):
@@ -159,3 +190,6 @@ def get(identifier, latent_dim, event_shape):
     return names.PRIORS.build(identifier or "normal",
                               {"latent_dim": latent_dim, "event_shape": event_shape},
                               name="prior")
+
+
+__all__ = ["Prior", "StandardNormalPrior", "MixtureOfGaussiansPrior", "VampPrior", "get"]

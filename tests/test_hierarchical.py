@@ -326,3 +326,21 @@ def test_export_of_the_z2_decoder_passes_parity_checks(tmp_path):
     names = [o.name for o in session.get_outputs()]
     outputs = dict(zip(names, session.run(None, {session.get_inputs()[0].name: z2})))
     np.testing.assert_allclose(outputs["mean"].reshape(5, -1), probs, atol=1e-5)
+
+
+def test_uses_the_base_hooks_and_passes_base_arguments_on():
+    model = tiny(analytic_kl=True, name="chain")
+    assert model.name == "chain" and model.analytic_kl
+    assert model.compute_terms(np.zeros((2, 2, 3), "float32"), 2, seed=0).kl is None
+    assert model.encoder_layers == (model.encoder, model.posterior, model.encoder2,
+                                    model.posterior2)
+    with pytest.raises(TypeError, match="encoder: the networks come from hidden_units"):
+        tiny(encoder="mlp")
+    config = model.get_config()
+    assert config["latent_dims"] == [3, 2] and "encoder" not in config
+    again = HierarchicalVAE.from_config(config)
+    assert again.hidden_units == model.hidden_units and again.analytic_kl
+    from keras_vae import hierarchical
+    assert hierarchical.PRESETS["iwae"] == {"latent_dims": (100, 50),
+                                            "hidden_units": ((200, 200), (100, 100)),
+                                            "activation": "tanh"}

@@ -216,3 +216,34 @@ def test_objective_lookup_and_config_round_trip():
         objectives.get("iwea")
     with pytest.raises(ValueError, match="beta"):
         objectives.CIWAE(beta=1.5)
+
+
+def test_estimator_is_an_argument_of_compute_terms(wrong_model):
+    model, x = wrong_model
+    assert model.gradient_estimator == "standard"
+    assert model.compute_terms(x, 2, seed=1).log_posterior_stopped is None
+    terms = model.compute_terms(x, 2, seed=1, gradient_estimator="dreg")
+    np.testing.assert_allclose(terms.log_posterior_stopped.numpy(),
+                               terms.log_posterior.numpy(), rtol=1e-6)
+    assert model.gradient_estimator == "standard"
+    with pytest.raises(ValueError, match="gradient_estimator"):
+        model.compute_terms(x, 2, gradient_estimator="reinforce")
+
+
+def test_surrogates_come_from_value_and_encoder_surrogate(log_w):
+    t = tf.constant(log_w, "float32")
+    zeros = tf.zeros_like(t)
+    terms = objectives.Terms(t, zeros, zeros, zeros)  # log w = t, stopped too
+    for obj in (objectives.IWAE(24), objectives.MIWAE(4, 6), objectives.CIWAE(0.3, 24)):
+        dec, enc = obj.surrogates(terms)
+        assert dec is enc  # the encoder follows the decoder's surrogate
+        np.testing.assert_allclose(dec, obj.value(t))
+        np.testing.assert_allclose(obj.bound(terms), obj.value(t))
+    dec, enc = objectives.PIWAE(4, 6).surrogates(terms)
+    np.testing.assert_allclose(dec, objectives.iwae_bound(t))
+    np.testing.assert_allclose(enc, objectives.miwae_bound(t, 4))
+    _, stl = objectives.ELBO(24).surrogates(terms, dreg=True)
+    np.testing.assert_allclose(stl, objectives.dreg_surrogate(t, 24))
+    np.testing.assert_allclose(stl, objectives.elbo_bound(t), rtol=1e-6)
+    assert not hasattr(objectives.ELBO(3), "num_groups")
+    assert not hasattr(objectives, "normalized_importance_weights")

@@ -221,3 +221,20 @@ def test_mirrored_strategy_matches_one_device(mnist_binary, tmp_path):
         a, b = np.array(a), np.array(b)
         assert np.linalg.norm(a) > 0
         assert np.linalg.norm(b - a) <= 2e-2 * np.linalg.norm(a)
+
+
+def test_training_helpers_and_their_old_names():
+    from keras_vae import model as model_lib
+    from keras_vae import objectives, training
+
+    assert objectives.kl_weight_schedule is training.kl_weight_schedule
+    assert model_lib.StopOnNonFiniteLoss is training.StopOnNonFiniteLoss
+    assert float(training.kl_weight_schedule(5, 2.0, 10)) == 1.0
+    assert float(training.kl_weight_schedule(50, 2.0, 10)) == 2.0
+    vae = keras_vae.VAE(encoder="mlp", latent_dim=2, event_shape=(4, 4, 1),
+                        objective=keras_vae.MIWAE(2, 2))
+    mask = training.encoder_mask(vae)
+    encoder_side = sum(len(l.trainable_variables) for l in vae.encoder_layers)
+    assert sum(mask) == encoder_side and mask == vae._split_variables()
+    assert training.metric_names(vae.objective) == ["loss", "elbo", "reconstruction", "kl",
+                                                    "iwae_4", "miwae"]
