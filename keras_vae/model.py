@@ -28,7 +28,7 @@ encoder_layers, _build_order(), _config()     the encoder side of the gradient s
 import numpy as np
 
 from keras_vae import likelihoods as likelihoods_lib
-from keras_vae import latent, names, networks
+from keras_vae import latent, names, networks, validation
 from keras_vae import training as training_lib
 from keras_vae import objectives as objectives_lib
 from keras_vae import posteriors as posteriors_lib
@@ -301,9 +301,7 @@ class VAE(keras.Model):
         keeping the weights of the last finite step.
         """
         self.validate_inputs(x, "x")
-        if validation_data is not None:
-            self.validate_inputs(_features(validation_data) if isinstance(validation_data, tuple)
-                                 else validation_data, "validation_data")
+        self.validate_inputs(validation_data, "validation_data")
         callbacks = list(callbacks or [])
         callbacks.append(StopOnNonFiniteLoss())
         return super().fit(x, y, *args, callbacks=callbacks, validation_data=validation_data,
@@ -314,30 +312,12 @@ class VAE(keras.Model):
         return super().evaluate(x, y, *args, **kwargs)
 
     def validate_inputs(self, x, name="x"):
-        """Raises ValueError if `x` does not fit the model: shape, dtype, NaN/Inf, support.
+        """Raises ValueError if `x` does not fit the model (`validation.check_model_inputs`).
 
-        Arrays are checked whole; a `tf.data.Dataset` by its first batch.
+        Shape, dtype, NaN/Inf and the likelihood's support; arrays are checked
+        whole, a `tf.data.Dataset` by its first batch, a tuple (x, y) by x.
         """
-        if x is None:
-            return
-        if isinstance(x, tf.data.Dataset):
-            for batch in x.take(1):
-                self.validate_inputs(_features(batch).numpy(), f"the first batch of {name}")
-            return
-        if isinstance(x, (tuple, list)) and len(x) and not np.isscalar(x[0]):
-            x = x[0]
-        if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-            return  # generators, PyDatasets: checked only by the graph
-        array = x.numpy() if hasattr(x, "numpy") else np.asarray(x)
-        if array.dtype.kind not in "fiub":
-            raise ValueError(f"{name} has dtype {array.dtype}; expected a numeric array.")
-        if tuple(array.shape[1:]) != self.event_shape:
-            raise ValueError(
-                f"{name} has shape {tuple(array.shape)}: examples of shape "
-                f"{tuple(array.shape[1:])}, but the model expects {self.event_shape} "
-                f"(batch first, e.g. (N,) + {self.event_shape})."
-            )
-        self.likelihood.validate(array, name)
+        validation.check_model_inputs(self, x, name)
 
     # ----------------------------------------------------------------- user API
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from keras_vae import names
 from keras_vae import objectives as objectives_lib
+from keras_vae import training
 from keras_vae._backend import keras, tf
 from keras_vae.evaluation import streaming
 from keras_vae.evaluation.results import (
@@ -148,45 +149,44 @@ def gradient_snr(model, x, objective=None, num_estimates=100, seed=0, gradient_e
     model.validate_inputs(x, "x")
     x = tf.constant(np.asarray(x, "float32"))
     encoder_grads, decoder_grads = _gradient_estimates(
-        model, x, objective, int(num_estimates), seed, gradient_estimator == "dreg", verbose)
+        model, x, objective, int(num_estimates), seed, gradient_estimator, verbose)
     return GradientSNR(encoder_values=_snr(encoder_grads), decoder_values=_snr(decoder_grads),
                        num_estimates=int(num_estimates), objective=repr(objective))
 
 
-def _gradient_estimates(model, x, objective, num_estimates, seed, dreg, verbose):
+def _gradient_estimates(model, x, objective, num_estimates, seed, gradient_estimator, verbose):
     """[R, P] float64 gradient estimates of the encoder- and decoder-side parameters."""
-    on_encoder = model._split_variables()
+    on_encoder = training.encoder_mask(model)
     variables = model.trainable_variables
     encoder_vars = [v for v, e in zip(variables, on_encoder) if e]
     decoder_vars = [v for v, e in zip(variables, on_encoder) if not e]
-    estimate = _estimator(model, x, objective, keras.random.SeedGenerator(seed), dreg,
-                          (encoder_vars, decoder_vars))
+    estimate = _estimator(model, x, objective, keras.random.SeedGenerator(seed),
+                          gradient_estimator, (encoder_vars, decoder_vars))
     encoder_grads, decoder_grads = [], []
-    # compute_terms adds DReG's stopped log q only for a 'dreg' model: switch it
-    # for the duration of this measurement when asked to.
-    model_estimator = model.gradient_estimator
-    model.gradient_estimator = "dreg" if dreg else "standard"
     progbar = keras.utils.Progbar(num_estimates, unit_name="estimate") if verbose else None
-    try:
-        for r in range(num_estimates):
-            g_enc, g_dec = estimate()
-            encoder_grads.append(g_enc.numpy().astype("float64"))
-            decoder_grads.append(g_dec.numpy().astype("float64"))
-            if progbar is not None:
-                progbar.update(r + 1)
-    finally:
-        model.gradient_estimator = model_estimator
+    for r in range(num_estimates):
+        g_enc, g_dec = estimate()
+        encoder_grads.append(g_enc.numpy().astype("float64"))
+        decoder_grads.append(g_dec.numpy().astype("float64"))
+        if progbar is not None:
+            progbar.update(r + 1)
     return np.stack(encoder_grads), np.stack(decoder_grads)
 
 
-def _estimator(model, x, objective, seed_generator, dreg, groups):
-    """A tf.function () -> (encoder gradients, decoder gradients), each flat [P]."""
+def _estimator(model, x, objective, seed_generator, gradient_estimator, groups):
+    """A tf.function () -> (encoder gradients, decoder gradients), each flat [P].
+
+    The estimator is an argument of `compute_terms` (as in TFP's
+    `monte_carlo_variational_loss`): the model is never changed.
+    """
+    dreg = gradient_estimator == "dreg"
 
     @tf.function
     def estimate():
         with tf.GradientTape(persistent=True) as tape:
             terms = model.compute_terms(x, num_samples=objective.num_samples, training=False,
-                                        seed=seed_generator)
+                                        seed=seed_generator,
+                                        gradient_estimator=gradient_estimator)
             decoder_value, encoder_value = objective.surrogates(terms, 1.0, dreg=dreg)
             decoder_value = tf.reduce_mean(decoder_value)
             encoder_value = tf.reduce_mean(encoder_value)
