@@ -31,14 +31,14 @@ References:
 """
 
 import dataclasses
-import importlib.resources
 import os
 import pathlib
 
 import numpy as np
 
 from keras_vae import _data_files, names
-from keras_vae._backend import keras, tf
+from keras_vae._backend import tf
+from keras_vae._datasets import EMBEDDED_FILE, load_embedded
 from keras_vae.validation import check_images, unit_interval_likelihood
 from keras_vae.validation import check_unit_interval as _check_unit_interval
 
@@ -51,7 +51,6 @@ IWAE_VALIDATION_SIZE = 400
 BINARIZATIONS = (None, "static", "dynamic")
 SPLITS = ("full", "iwae")
 
-EMBEDDED_FILE = "mnist_small.npz"
 
 #: The image files a folder given to `load` may hold (`_data_files` reads them).
 IMAGE_SUFFIXES = _data_files.IMAGE_SUFFIXES
@@ -369,39 +368,6 @@ def _protocol(name, binarization, seed, split, has_valid, sizes, event_shape):
         "event_shape": event_shape,
     }
 
-
-@names.DATASETS.register("embedded",
-                         description="3,000 + 1,000 MNIST digits shipped in the package")
-def load_embedded():
-    """The 3,000 + 1,000 MNIST digits shipped in the package: ((x, y), (x, y)), uint8.
-
-    See keras_vae/assets/README.md for provenance and licence.
-    """
-    resource = importlib.resources.files("keras_vae") / "assets" / EMBEDDED_FILE
-    with importlib.resources.as_file(resource) as path, np.load(path) as f:
-        return (f["x_train"], f["y_train"]), (f["x_test"], f["y_test"])
-
-
-def _keras_dataset(module_name):
-    def load_data():
-        module = getattr(keras.datasets, module_name)
-        try:
-            return module.load_data()
-        except Exception as error:  # no network, no cache, a broken cache...
-            raise OSError(
-                f"keras.datasets.{module_name}.load_data() failed ({error}). It downloads "
-                "the data once into $KERAS_HOME/datasets (~/.keras/datasets); with no "
-                "network, copy the files there, or use load('embedded') (a small MNIST "
-                "subset shipped with keras_vae)."
-            ) from error
-
-    return load_data
-
-
-names.DATASETS.add("mnist", _keras_dataset("mnist"),
-                   description="MNIST through keras.datasets (60,000 + 10,000)")
-names.DATASETS.add("fashion_mnist", _keras_dataset("fashion_mnist"),
-                   description="Fashion-MNIST through keras.datasets (60,000 + 10,000)")
 
 #: Names `load` accepts besides a path (`names.DATASETS` holds them; this is a snapshot).
 NAMES = names.DATASETS.names()

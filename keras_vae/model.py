@@ -7,11 +7,9 @@ log w_s = log p(x|z_s) + log p(z_s) - log q(z_s|x)                  [S, B]
 loss = -objective(log w)   (ELBO, IWAE, MIWAE, PIWAE, CIWAE; objectives.py)
 ```
 
-Training goes through plain `model.fit`: a custom `train_step` computes the
-objective's gradients (one set, or separate encoder and decoder sets for PIWAE and
-DReG), scales the loss by the global batch for `tf.distribute`, skips any step
-whose loss or gradients are not finite (`keras_vae.training`), and logs the
-bounds' true values.
+Training is plain `model.fit`: `train_step` computes the objective's gradients (separate
+encoder and decoder sets for PIWAE and DReG), scales the loss by the global batch, skips a
+non-finite step (`keras_vae.training`) and logs the bounds' true values.
 
 A subclass with other densities (`keras_vae.hierarchical.HierarchicalVAE`)
 overrides the hooks, not the machinery:
@@ -28,12 +26,12 @@ encoder_layers, _build_order(), _config()     the encoder side of the gradient s
 import numpy as np
 
 from keras_vae import likelihoods as likelihoods_lib
-from keras_vae import latent, names, networks, validation
+from keras_vae import divergences, latent, names, networks, validation
 from keras_vae import training as training_lib
 from keras_vae import objectives as objectives_lib
 from keras_vae import posteriors as posteriors_lib
 from keras_vae import priors as priors_lib
-from keras_vae._backend import keras, tf, tfd
+from keras_vae._backend import keras, tf
 from keras_vae.latent import lerp, slerp
 from keras_vae.training import StopOnNonFiniteLoss
 
@@ -235,25 +233,12 @@ class VAE(keras.Model):
         log_posterior_stopped = None
         if draws["stopped"] is not None:
             log_posterior_stopped = self.posterior.distribution(draws["stopped"]).log_prob(z)
-        kl = self._analytic_kl(q, p_z) if self.analytic_kl else None
-        kl_per_dim = None
-        if getattr(self.objective, "free_bits", 0) > 0:
-            if self.analytic_kl:
-                kl_per_dim = tfd.kl_divergence(q.distribution, p_z.distribution)
-            else:
-                kl_per_dim = tf.reduce_mean(
-                    q.distribution.log_prob(z) - p_z.distribution.log_prob(z), axis=0
-                )
+        kl = divergences.analytic_kl(q, p_z) if self.analytic_kl else None
+        kl_per_dim = (divergences.kl_per_unit(q, p_z, z, self.analytic_kl)
+                      if getattr(self.objective, "free_bits", 0) > 0 else None)
         return objectives_lib.Terms(self.decode(z, training=training).log_prob(x),
                                     p_z.log_prob(z), q.log_prob(z), log_posterior_stopped,
                                     kl, kl_per_dim)
-
-    @staticmethod
-    def _analytic_kl(q, p):
-        try:
-            return tfd.kl_divergence(q, p)
-        except NotImplementedError:
-            return None
 
     # ----------------------------------------------------------------- training
 
@@ -290,8 +275,6 @@ class VAE(keras.Model):
     def _update_metrics(self, terms, value):
         results = training_lib.update_metrics(self._trackers, self.objective, terms, value)
         return training_lib.worker_logs(results, self.distribute_strategy)
-
-    # ----------------------------------------------------------------- fit / evaluate
 
     def fit(self, x=None, y=None, *args, callbacks=None, validation_data=None, **kwargs):
         """`keras.Model.fit`, after checking the data and with the non-finite guard.
@@ -360,9 +343,7 @@ class VAE(keras.Model):
                     for v in (x_a, x_b))
         self.validate_inputs(x_a, "x_a")
         self.validate_inputs(x_b, "x_b")
-        z_a = self.encode(x_a).mean()
-        z_b = self.encode(x_b).mean()
-        path = latent.path(z_a, z_b, steps, method)
+        path = latent.path(self.encode(x_a).mean(), self.encode(x_b).mean(), steps, method)
         images = self.likelihood.mean(self._decoder_outputs(path))
         return images[0] if single else images
 
