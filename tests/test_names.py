@@ -49,14 +49,19 @@ def test_registry_register_lookup_aliases_and_defaults():
 
 
 def test_the_package_registers_its_families():
-    assert names.LIKELIHOODS.names() == (
+    # The package's own members come first, in this order (other test modules may
+    # register toys of their own after them).
+    def first(registry, n):
+        return registry.names()[:n]
+
+    assert first(names.LIKELIHOODS, 4) == (
         "bernoulli", "continuous_bernoulli", "gaussian", "gaussian_learned_scale")
-    assert names.PRIORS.names() == ("normal", "mixture", "vamp")
-    assert names.POSTERIORS.names() == ("diagonal_gaussian",)
-    assert names.OBJECTIVES.names() == ("elbo", "iwae", "miwae", "piwae", "ciwae")
-    assert names.GRADIENT_ESTIMATORS.names() == ("standard", "dreg")
-    assert set(names.PRESETS.names()) >= {"mlp", "conv", "iwae"}
-    assert names.DATASETS.names() == ("embedded", "mnist", "fashion_mnist")
+    assert first(names.PRIORS, 3) == ("normal", "mixture", "vamp")
+    assert first(names.POSTERIORS, 1) == ("diagonal_gaussian",)
+    assert first(names.OBJECTIVES, 5) == ("elbo", "iwae", "miwae", "piwae", "ciwae")
+    assert first(names.GRADIENT_ESTIMATORS, 2) == ("standard", "dreg")
+    assert first(names.PRESETS, 3) == ("mlp", "conv", "iwae")
+    assert first(names.DATASETS, 3) == ("embedded", "mnist", "fashion_mnist")
     assert names.PRIORS.canonical("standard_normal") == "normal"
     assert names.OBJECTIVES.canonical("vae") == "elbo"
 
