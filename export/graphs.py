@@ -25,6 +25,7 @@ Two noise sources, one per runtime family:
 
 import numpy as np
 
+from keras_vae import posteriors
 from keras_vae._backend import tf
 from keras_vae.export import contract
 from keras_vae.export import prng
@@ -37,13 +38,13 @@ def _latents(spec, eps, uniform, temperature):
         return temperature * eps
     if spec.prior_logits is None:
         loc, scale = spec.prior_loc[0], spec.prior_scale[0]
-        return tf.constant(loc) + temperature * tf.constant(scale) * eps
+        return posteriors.reparameterize(tf.constant(loc), temperature * tf.constant(scale), eps)
     probs = np.exp(spec.prior_logits - spec.prior_logits.max())
     cdf = np.cumsum(probs / probs.sum())[:-1].astype("float32")  # C - 1 inner edges
     component = tf.reduce_sum(tf.cast(uniform[:, None] > tf.constant(cdf)[None, :], "int32"), 1)
     loc = tf.gather(tf.constant(spec.prior_loc), component)
     scale = tf.gather(tf.constant(spec.prior_scale), component)
-    return loc + temperature * scale * eps
+    return posteriors.reparameterize(loc, temperature * scale, eps)
 
 
 def _images_and_z(model, z):
