@@ -57,10 +57,11 @@ def _time(fn, repeats):
 def compare_with_tfp(model, x, repeats):
     """(max |difference|, ms of keras_vae, ms of the TFP construction) of log p(x|z) [B]."""
     from keras_vae._backend import tf, tfd
-    from keras_vae.discretized_logistic import MIN_LOG_SCALE, DiscretizedLogisticMixture
+    from keras_vae.discretized_logistic import (MIN_LOG_SCALE, DiscretizedLogisticMixture,
+                                                stacked_parameters)
 
     p = model.decoder_parameters(model.encode(x).mean())
-    logits, locs, log_scales = p["logits"], p["locs"], p["log_scales"]
+    logits, locs, log_scales = stacked_parameters(p)
     ours = tfd.Independent(DiscretizedLogisticMixture(logits, locs, log_scales), 2)
     # TFP's bin k is (k - 1, k]: the logistic in pixel units, shifted by -1/2.
     quantized = tfd.QuantizedDistribution(

@@ -115,16 +115,21 @@ def pixel_means(logits, locs, log_scales, block=32):
     E[k] = sum_{k=1}^{255} P(k' >= k) = sum_{k=1}^{255} (1 - sigmoid((y_k - 1/255 - mu) / s))
     ```
 
-    Exact; the 255 thresholds are summed in blocks of `block` to bound the memory.
+    Exact; the 255 thresholds are summed in blocks of `block` to bound the memory,
+    on 2-D tensors per component (TFLite slices at most 5-D tensors).
     """
-    pi = tf.nn.softmax(logits, axis=-1)[..., None, :]
-    inv_s = tf.exp(-tf.maximum(log_scales, MIN_LOG_SCALE))
+    pi = tf.nn.softmax(logits, axis=-1)
     thresholds = (np.arange(1, NUM_BINS, dtype="float32") - 0.5) / 127.5 - 1.0
-    total = tf.zeros_like(locs)
-    for start in range(0, len(thresholds), block):
-        t = tf.constant(thresholds[start:start + block])
-        total += tf.reduce_sum(tf.sigmoid(-(t - locs[..., None]) * inv_s[..., None]), axis=-1)
-    return tf.reduce_sum(pi * total, axis=-1)
+    mean = tf.zeros_like(locs[..., 0])
+    for m in range(int(locs.shape[-1])):
+        loc = tf.reshape(locs[..., m], [-1, 1])
+        inv_s = tf.reshape(tf.exp(-tf.maximum(log_scales[..., m], MIN_LOG_SCALE)), [-1, 1])
+        total = tf.zeros_like(loc[:, 0])
+        for start in range(0, len(thresholds), block):
+            t = tf.constant(thresholds[None, start:start + block])
+            total += tf.reduce_sum(tf.sigmoid((loc - t) * inv_s), axis=-1)
+        mean += pi[..., m:m + 1] * tf.reshape(total, tf.shape(mean))
+    return mean
 
 
 def draw(logits, locs, log_scales, uniform):
@@ -147,7 +152,8 @@ def draw(logits, locs, log_scales, uniform):
     loc = tf.reduce_sum(one_hot * locs, axis=-1)
     log_scale = tf.reduce_sum(one_hot * tf.maximum(log_scales, MIN_LOG_SCALE), axis=-1)
     u = tf.clip_by_value(uniform[..., 1], 1e-7, 1.0 - 1e-7)
-    return to_pixels(loc + tf.exp(log_scale) * (tf.math.log(u) - tf.math.log1p(-u)))
+    # log(1 - u), not log1p(-u): ONNX has no Log1p (the difference is below a grey level).
+    return to_pixels(loc + tf.exp(log_scale) * (tf.math.log(u) - tf.math.log(1.0 - u)))
 
 
 class DiscretizedLogisticMixture(tfd.Distribution):
@@ -215,6 +221,33 @@ class DiscretizedLogisticMixture(tfd.Distribution):
 
     def _default_event_space_bijector(self):
         return None
+
+
+def flat_parameters(logits, locs, log_scales):
+    """The mixture as a dict of image-shaped tensors [..., H, W, C], as exporters want them.
+
+    ```none
+    logit_m      [..., H, W, C]   the logit of component m (the same on every channel)
+    loc_m        [..., H, W, C]   its location, centred scale [-1, 1]
+    log_scale_m  [..., H, W, C]   its log-scale (clipped at MIN_LOG_SCALE where used)
+    ```
+    """
+    out = {}
+    for m in range(int(logits.shape[-1])):
+        out[f"logit_{m}"] = tf.broadcast_to(logits[..., m:m + 1], tf.shape(locs[..., m]))
+        out[f"loc_{m}"] = locs[..., m]
+        out[f"log_scale_{m}"] = log_scales[..., m]
+    return out
+
+
+def stacked_parameters(parameters):
+    """(logits [..., H, W, M], locs, log_scales [..., H, W, C, M]) of `flat_parameters`' dict."""
+    m = sum(1 for key in parameters if key.startswith("logit_"))
+    if m == 0:
+        raise ValueError(f"No mixture parameters 'logit_0', ... in {sorted(parameters)}.")
+    stack = [[tf.cast(parameters[f"{name}_{i}"], "float32") for i in range(m)]
+             for name in ("logit", "loc", "log_scale")]
+    return (tf.stack(stack[0], -1)[..., 0, :], tf.stack(stack[1], -1), tf.stack(stack[2], -1))
 
 
 def parameter_channels(channels, num_components):
@@ -295,14 +328,12 @@ class DiscretizedLogisticLikelihood(likelihoods.Likelihood):
         return pixel_means(*self.split(params))
 
     def parameters(self, params):
-        """{'logits' [N, H, W, M], 'locs', 'log_scales' [N, H, W, C, M]} (centred scale)."""
-        logits, locs, log_scales = self.split(params)
-        return {"logits": logits, "locs": locs, "log_scales": log_scales}
+        """{'logit_m', 'loc_m', 'log_scale_m'}, m < M, each [N, H, W, C] (`flat_parameters`)."""
+        return flat_parameters(*self.split(params))
 
     def draw_pixels(self, parameters, uniform):
         """Images [N, H, W, C] in 0..255 (float32) from `parameters` and uniform [N, H, W, C, 2]."""
-        return draw(parameters["logits"], parameters["locs"], parameters["log_scales"],
-                    tf.cast(uniform, "float32"))
+        return draw(*stacked_parameters(parameters), tf.cast(uniform, "float32"))
 
     def validate(self, x, name="x"):
         """Values in [0, 255] (`validation.check_support`) and integers."""
@@ -317,6 +348,6 @@ class DiscretizedLogisticLikelihood(likelihoods.Likelihood):
 
 __all__ = [
     "NUM_BINS", "HALF_BIN", "MIN_LOG_SCALE", "to_centred", "to_pixels", "component_log_probs",
-    "pixel_log_probs", "pixel_means", "draw", "DiscretizedLogisticMixture",
-    "parameter_channels", "DiscretizedLogisticLikelihood",
+    "pixel_log_probs", "pixel_means", "draw", "DiscretizedLogisticMixture", "flat_parameters",
+    "stacked_parameters", "parameter_channels", "DiscretizedLogisticLikelihood",
 ]

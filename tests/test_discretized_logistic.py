@@ -141,9 +141,9 @@ def test_draw_pixels_and_sample_frequencies_match_the_pmf(case):
     n = 20000
     pmf = _pmf_of(logits, locs, log_scales)
     layer = keras_vae.VAE(encoder="conv8", likelihood="discretized_logistic").likelihood
-    params = {"logits": np.tile(logits, (n, 1)).astype("float32"),
-              "locs": np.tile(locs, (n, 1, 1)).astype("float32"),
-              "log_scales": np.tile(log_scales, (n, 1, 1)).astype("float32")}
+    params = dl.flat_parameters(np.tile(logits, (n, 1)).astype("float32"),
+                                np.tile(locs, (n, 1, 1)).astype("float32"),
+                                np.tile(log_scales, (n, 1, 1)).astype("float32"))
     uniform = np.random.default_rng(5).random((n, 1, 2), dtype="float32")
     drawn = layer.draw_pixels(params, uniform).numpy()[:, 0]
     sampled = dl.DiscretizedLogisticMixture(logits, locs[None], log_scales[None]).sample(
@@ -163,9 +163,10 @@ def test_likelihood_layer_reads_both_decoder_layouts_and_matches_numpy(rng):
             outputs = outputs * 40 + 100  # pixel units
         x = rng.integers(0, 256, size=(2, 4, 4, channels)).astype("float32")
         got = layer.distribution(outputs).log_prob(x).numpy()
-        p = layer.parameters(outputs)
-        flat = [np.asarray(p[k], "float64").reshape((32,) + p[k].shape[3:])
-                for k in ("logits", "locs", "log_scales")]
+        p = layer.parameters(outputs)  # image-shaped entries, the exporters' dict
+        assert len(p) == 3 * m and all(v.shape == (2, 4, 4, channels) for v in p.values())
+        flat = [np.asarray(v, "float64").reshape((32,) + v.shape[3:])
+                for v in dl.stacked_parameters(p)]
         want = _numpy_log_prob(x.reshape(32, channels), *flat).reshape(2, 16).sum(-1)
         np.testing.assert_allclose(got, want, rtol=1e-5)
     with pytest.raises(ValueError, match="channels per pixel"):
