@@ -168,9 +168,12 @@ class DiscretizedLogisticMixture(tfd.Distribution):
       log_scales: [..., C, M] log-scales in the centred scale (clipped at -7).
     """
 
+    @tf.autograph.experimental.do_not_convert
     def __init__(self, logits, locs, log_scales, validate_args=False, allow_nan_stats=True,
                  name="DiscretizedLogisticMixture"):
-        parameters = dict(locals())
+        parameters = {"logits": logits, "locs": locs, "log_scales": log_scales,
+                      "validate_args": validate_args, "allow_nan_stats": allow_nan_stats,
+                      "name": name}
         with tf.name_scope(name) as name:
             self._logits = tf.convert_to_tensor(logits, "float32")
             self._locs = tf.convert_to_tensor(locs, "float32")
