@@ -29,14 +29,14 @@ names.PRESETS.add("mlp", {"kind": "dense", "hidden_units": (512, 256), "activati
 names.PRESETS.add("conv", {"kind": "conv", "filters": (32, 64), "dense_units": 256,
                            "activation": "relu", "latent_dim": 16},
                   description="Conv 32-64 (stride 2) then Dense 256, ReLU (d=16)")
+names.PRESETS.add("iwae", {"kind": "dense", "hidden_units": (200, 200), "activation": "tanh",
+                           "latent_dim": 50},
+                  description="Burda et al.'s 200-200 tanh (d=50)")
 names.PRESETS.add("conv8", {"kind": "conv", "filters": (32, 64), "dense_units": 512,
                             "activation": "relu", "latent_dim": 32,
                             "input_scale": (1 / 127.5, -1.0), "mixture_components": 5},
                   description="Conv 32-64 then Dense 512 (d=32) for 8-bit images: x / 127.5 - 1 "
                               "in, 5 discretized logistics per pixel out")
-names.PRESETS.add("iwae", {"kind": "dense", "hidden_units": (200, 200), "activation": "tanh",
-                           "latent_dim": 50},
-                  description="Burda et al.'s 200-200 tanh (d=50)")
 
 
 class _PresetView(collections.abc.Mapping):
