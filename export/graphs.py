@@ -11,7 +11,8 @@ encode(x [N, *event])                  -> {loc, scale}
 sample(num_samples, temperature, seed) -> {images [n, *event], z [n, d]}
     c ~ Categorical(pi)                 (mixture priors only; inverse CDF of a uniform)
     z = loc_c + temperature * scale_c * eps,  eps ~ N(0, I)
-    images = decode(z)[mean]
+    images = decode(z)[mean], or likelihood.draw_pixels(decode(z), u) when the likelihood
+             has noise_per_pixel = k > 0, u ~ U(0, 1) [n, *event, k]  (interface 3)
 ```
 
 Two noise sources, one per runtime family:
@@ -30,6 +31,9 @@ from keras_vae._backend import tf
 from keras_vae.export import contract
 from keras_vae.export import prng
 
+#: The counter generator's stream of the pixel uniforms (1, 2: eps; 3: the mixture component).
+PIXEL_STREAM = 4
+
 
 def _latents(spec, eps, uniform, temperature):
     """z = loc_c + temperature * scale_c * eps, c picked by inverse CDF of `uniform` [n]."""
@@ -47,8 +51,29 @@ def _latents(spec, eps, uniform, temperature):
     return posteriors.reparameterize(loc, temperature * scale, eps)
 
 
-def _images_and_z(model, z):
-    images = tf.cast(model.decoder_parameters(z)[contract.MEAN], "float32")
+def images_from(model, spec, parameters, uniform=None):
+    """The sampler's images: the likelihood's `draw_pixels(parameters, uniform)` when it draws
+    pixels (`spec.noise_per_pixel` = k > 0, uniform [N, *event, k] in (0, 1)), else the mean."""
+    if spec.noise_per_pixel:
+        return tf.cast(model.likelihood.draw_pixels(parameters, uniform), "float32")
+    return tf.cast(parameters[contract.MEAN], "float32")
+
+
+def pixel_shape(spec, n):
+    """[n, *event, k]: the shape of the pixel uniforms of n images (an int64 tensor)."""
+    return tf.stack([tf.cast(n, "int64"), *(tf.constant(s, "int64") for s in spec.event_shape),
+                     tf.constant(spec.noise_per_pixel, "int64")])
+
+
+def counter_pixels(spec, n, seed):
+    """The pixel uniforms [n, *event, k] of `sample`: stream 4 of `prng.counter_uniform`."""
+    shape = pixel_shape(spec, n)
+    return tf.reshape(prng.counter_uniform(tf.reduce_prod(shape), seed, stream=PIXEL_STREAM),
+                      shape)
+
+
+def _images_and_z(model, spec, z, uniform=None):
+    images = images_from(model, spec, model.decoder_parameters(z), uniform)
     return {contract.IMAGES: images, contract.Z: z}
 
 
@@ -80,7 +105,8 @@ def sample_function(model, spec):
         shape = tf.stack([n, tf.constant(spec.latent_dim, "int64")])
         eps = prng.counter_normal(shape, seed)
         uniform = prng.counter_uniform(n, seed, stream=3) if spec.prior_logits is not None else None
-        return _images_and_z(model, _latents(spec, eps, uniform, temperature))
+        pixels = counter_pixels(spec, n, seed) if spec.noise_per_pixel else None
+        return _images_and_z(model, spec, _latents(spec, eps, uniform, temperature), pixels)
 
     return sample
 
@@ -92,18 +118,28 @@ def onnx_sampler_function(model, spec):
     normal CDF of an extra normal column (onnxruntime seeds every unseeded
     random op of a session alike, so two ops would draw correlated streams).
     """
+    d = spec.latent_dim
     extra = 0 if spec.prior_logits is None else 1
+    pixels = int(np.prod(spec.event_shape)) * spec.noise_per_pixel
 
     def sampler(num_samples, temperature):
         n = tf.cast(num_samples, "int64")
-        noise = tf.random.normal(tf.stack([n, tf.constant(spec.latent_dim + extra, "int64")]))
-        eps = noise[:, : spec.latent_dim] if extra else noise
-        uniform = None
-        if extra:
-            uniform = 0.5 * (1.0 + tf.math.erf(noise[:, spec.latent_dim] / np.sqrt(2.0)))
-        return _images_and_z(model, _latents(spec, eps, uniform, temperature))
+        noise = tf.random.normal(tf.stack([n, tf.constant(d + extra + pixels, "int64")]))
+        eps = noise[:, :d]
+        uniform = _normal_cdf(noise[:, d]) if extra else None
+        pixel_uniform = None
+        if pixels:
+            pixel_uniform = tf.reshape(_normal_cdf(noise[:, d + extra:]), pixel_shape(spec, n))
+        return _images_and_z(model, spec, _latents(spec, eps, uniform, temperature),
+                             pixel_uniform)
 
     return sampler
+
+
+def _normal_cdf(x):
+    """Phi(x), kept inside (0, 1) in float32: the uniform of a standard normal draw."""
+    u = 0.5 * (1.0 + tf.math.erf(x / np.sqrt(2.0)))
+    return tf.clip_by_value(u, 1e-7, 1.0 - 1e-7)
 
 
 def signatures(spec):
@@ -131,5 +167,5 @@ def onnx_signatures(spec):
     }
 
 
-__all__ = ["decode_function", "encode_function", "sample_function", "onnx_sampler_function",
+__all__ = ["PIXEL_STREAM", "images_from", "pixel_shape", "counter_pixels", "decode_function", "encode_function", "sample_function", "onnx_sampler_function",
            "signatures", "onnx_signatures"]

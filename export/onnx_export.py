@@ -217,7 +217,9 @@ def check_sampler(path, reference, int8=False):
     images = draws[contract.IMAGES]
     keras_images = reference.decode_at(draws[contract.Z])[contract.MEAN]
     figures = {}
-    if int8:
+    if reference.spec.noise_per_pixel:
+        pass  # drawn pixels: their uniforms stay inside the graph; the distribution is checked
+    elif int8:
         figures["decode_error_vs_keras"] = verify.check_int8(artefact, images, keras_images)
     else:
         figures["sample_images_vs_keras_decode_max_abs_diff"] = verify.check_close(

@@ -51,13 +51,41 @@ class Reference:
         outputs = self.model.decoder_parameters(np.asarray(z, "float32"))
         return {key: np.asarray(value) for key, value in outputs.items()}
 
+    def sampled_images(self, z, seed):
+        """The images `sample(len(z), T, seed)` must give with z: `images_at` on the
+        counter generator's pixel uniforms of that seed."""
+        uniform = None
+        if self.spec.noise_per_pixel:
+            from keras_vae.export import graphs
+
+            uniform = graphs.counter_pixels(self.spec, len(z), np.int64(seed)).numpy()
+        return self.images_at(z, uniform)
+
+    def images_at(self, z, uniform=None):
+        """The images a sampler must give for z: the mean, or the likelihood's
+        `draw_pixels(parameters, uniform)` when it draws pixels (uniform [N, *event, k])."""
+        if not self.spec.noise_per_pixel:
+            return self.decode_at(z)[contract.MEAN]
+        parameters = self.model.decoder_parameters(np.asarray(z, "float32"))
+        return np.asarray(self.model.likelihood.draw_pixels(parameters,
+                                                            np.asarray(uniform, "float32")))
+
     @property
     def draws(self):
-        """Many images from the Keras model's own sampler (drawn once, on first use)."""
+        """Many images from the Keras model's own sampler (drawn once, on first use).
+
+        For a likelihood that draws pixels: z from the Keras prior, pixels from
+        `draw_pixels` on numpy uniforms.
+        """
         if self._draws is None:
-            self._draws = np.asarray(self.model.sample(
-                verify.DISTRIBUTION_DRAWS, verify.DISTRIBUTION_TEMPERATURE, seed=REFERENCE_SEED
-            ))
+            n, t = verify.DISTRIBUTION_DRAWS, verify.DISTRIBUTION_TEMPERATURE
+            if self.spec.noise_per_pixel:
+                z = np.asarray(self.model.sample_latents(n, t, seed=REFERENCE_SEED))
+                shape = (n,) + self.spec.event_shape + (self.spec.noise_per_pixel,)
+                uniform = np.random.default_rng(REFERENCE_SEED + 1).uniform(size=shape)
+                self._draws = self.images_at(z, np.clip(uniform, 1e-7, 1 - 1e-7))
+            else:
+                self._draws = np.asarray(self.model.sample(n, t, seed=REFERENCE_SEED))
         return self._draws
 
 

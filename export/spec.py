@@ -36,6 +36,8 @@ class ExportSpec:
       prior_logits: float32 [C] or None (a single Gaussian).
       prior_loc, prior_scale: float32 [C, d].
       decoder_outputs: sorted names of the decoder's outputs.
+      noise_per_pixel: k, uniforms per pixel the likelihood's `draw_pixels` takes
+        (0: the samplers return the mean image).
     """
 
     def __init__(self, model):
@@ -52,6 +54,7 @@ class ExportSpec:
         self.prior = registered_name(names.PRIORS, getattr(model, "prior", None))
         self.prior_logits, self.prior_loc, self.prior_scale = prior_components(model)
         self.decoder_outputs = self._decoder_outputs(model)
+        self.noise_per_pixel = pixel_noise(model, self.event_shape, self.latent_dim)
 
     def _decoder_outputs(self, model):
         outputs = model.decoder_parameters(tf.zeros((1, self.latent_dim), "float32"))
@@ -89,7 +92,29 @@ class ExportSpec:
             "prior": self.prior,
             "prior_components": self.num_components,
             "decoder_outputs": list(self.decoder_outputs),
+            "noise_per_pixel": self.noise_per_pixel,
         }
+
+
+def pixel_noise(model, event_shape, latent_dim):
+    """k = the likelihood's `noise_per_pixel` (interface 3), checked on one draw; 0 for none.
+
+    Raises:
+      ValueError: k is not a non-negative integer, or `draw_pixels` gives the wrong shape.
+    """
+    likelihood = getattr(model, "likelihood", None)
+    k = getattr(likelihood, "noise_per_pixel", 0) or 0
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
+        raise ValueError(f"{type(likelihood).__name__}.noise_per_pixel must be a non-negative "
+                         f"integer, got {k!r}.")
+    if k:
+        parameters = model.decoder_parameters(tf.zeros((1, latent_dim), "float32"))
+        uniform = tf.fill((1,) + tuple(event_shape) + (int(k),), 0.5)
+        shape = tuple(likelihood.draw_pixels(parameters, uniform).shape)
+        if shape != (1,) + tuple(event_shape):
+            raise ValueError(f"{type(likelihood).__name__}.draw_pixels gave shape {shape} for "
+                             f"one image; export expects (1,) + {tuple(event_shape)}.")
+    return int(k)
 
 
 def registered_name(registry, layer):
@@ -156,4 +181,4 @@ def prepare(model):
     return model, ExportSpec(model)
 
 
-__all__ = ["ExportSpec", "registered_name", "prior_components", "resolve_model", "prepare"]
+__all__ = ["ExportSpec", "pixel_noise", "registered_name", "prior_components", "resolve_model", "prepare"]

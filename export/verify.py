@@ -32,6 +32,9 @@ from keras_vae.export import contract
 DECODE_ATOL = 1e-5
 #: int8 artefacts: largest allowed error as a fraction of the reference's range.
 INT8_MAX_ERROR = 0.1
+#: Drawn pixels (a likelihood's `draw_pixels`): the largest fraction of values that may
+#: differ beyond DECODE_ATOL between runtimes (a uniform within float rounding of a threshold).
+PIXEL_FLIP_FRACTION = 1e-3
 #: Sampling statistics: allowed deviation in standard errors, plus an absolute floor.
 DISTRIBUTION_SIGMAS = 6.0
 DISTRIBUTION_FLOOR = 1e-4
@@ -60,6 +63,7 @@ def tolerances():
         "distribution_floor": DISTRIBUTION_FLOOR,
         "distribution_draws": DISTRIBUTION_DRAWS,
         "distribution_temperature": DISTRIBUTION_TEMPERATURE,
+        "pixel_flip_fraction": PIXEL_FLIP_FRACTION,
     }
 
 
@@ -103,6 +107,23 @@ def check_close(what, got, want, atol=None):
             f"max(1, |value|): {scaled.max():.3g}) > tolerance {atol:.3g}, at index {where}: "
             f"exported {got[where]!r}, Keras {want[where]!r}."
         )
+    return diff
+
+
+def check_images(what, got, want, drawn=False):
+    """`check_close` for mean images; for drawn pixels (`drawn`), at most
+    PIXEL_FLIP_FRACTION of the values may differ beyond DECODE_ATOL. Returns max |got - want|.
+    """
+    if not drawn:
+        return check_close(what, got, want)
+    diff = max_abs_diff(what, got, want)
+    got, want = np.asarray(got, "float64"), np.asarray(want, "float64")
+    off = np.abs(got - want) > DECODE_ATOL * np.maximum(1.0, np.abs(want))
+    if off.size and off.mean() > PIXEL_FLIP_FRACTION:
+        raise ExportCheckError(
+            f"{what} differs from the Keras model's draw_pixels on the same z and uniforms: "
+            f"{int(off.sum())} of {off.size} values (more than {PIXEL_FLIP_FRACTION:g}), "
+            f"max abs diff {diff:.3g}.")
     return diff
 
 
@@ -291,6 +312,7 @@ __all__ = [
     "DECODE_ATOL", "INT8_MAX_ERROR", "DISTRIBUTION_SIGMAS", "DISTRIBUTION_FLOOR",
     "DISTRIBUTION_DRAWS", "DISTRIBUTION_TEMPERATURE", "SAMPLE_ROWS", "SAMPLE_SEED", "DRAWS_SEED",
     "VERIFY_ROWS", "VERIFY_SEED",
-    "ExportCheckError", "tolerances", "max_abs_diff", "check_close", "check_outputs",
+    "PIXEL_FLIP_FRACTION", "ExportCheckError", "tolerances", "max_abs_diff", "check_close",
+    "check_images", "check_outputs",
     "check_int8", "check_distribution", "verify_export_dir", "result_lines",
 ]

@@ -39,7 +39,7 @@ import numpy as np
 from keras_vae import _data_files, names
 from keras_vae._backend import tf
 from keras_vae._datasets import EMBEDDED_FILE, load_embedded
-from keras_vae.validation import check_images, unit_interval_likelihood
+from keras_vae.validation import check_images, integer_likelihood, unit_interval_likelihood
 from keras_vae.validation import check_unit_interval as _check_unit_interval
 
 #: The seed of the one binarisation of every test (and validation) set.
@@ -48,7 +48,7 @@ TEST_BINARIZATION_SEED = 123
 #: The IWAE paper's validation set: the last 400 training images.
 IWAE_VALIDATION_SIZE = 400
 
-BINARIZATIONS = (None, "static", "dynamic")
+BINARIZATIONS = (None, "none", "static", "dynamic")
 SPLITS = ("full", "iwae")
 
 
@@ -264,8 +264,9 @@ def load(name_or_path, binarization=None, seed=0, split="full", likelihood="bern
 
     Args:
       name_or_path: one of NAMES, or a str / pathlib.Path.
-      binarization: None (grey values), 'static' (training images binarised once
-        with `seed`) or 'dynamic' (training images left grey, for
+      binarization: None or 'none' (grey values; 8-bit integers 0..255 for an
+        `integer_valued` likelihood such as 'discretized_logistic'), 'static'
+        (training images binarised once with `seed`) or 'dynamic' (training images left grey, for
         `dynamic_binarization`). With either, the test and validation images are
         binarised once with TEST_BINARIZATION_SEED.
       seed: int seed of the static binarisation.
@@ -287,6 +288,7 @@ def load(name_or_path, binarization=None, seed=0, split="full", likelihood="bern
         values outside the likelihood's support or integers outside [0, 255].
     """
     _check_options(binarization, split, test_fraction, likelihood)
+    binarization = None if binarization == "none" else binarization
     name, (x_train, y_train), (x_test, y_test) = _read(name_or_path, likelihood, test_fraction)
     if event_shape is not None and tuple(x_train.shape[1:]) != tuple(event_shape):
         raise ValueError(
@@ -326,7 +328,8 @@ def _read(name_or_path, likelihood, test_fraction):
     if name_or_path in names.DATASETS:
         name = names.DATASETS.canonical(name_or_path)
         (x_train, y_train), (x_test, y_test) = names.DATASETS.get(name)()
-        return name, (_scale_images(x_train), y_train), (_scale_images(x_test), y_test)
+        return name, (_scale_images(x_train, likelihood), y_train), (
+            _scale_images(x_test, likelihood), y_test)
     if isinstance(name_or_path, (str, os.PathLike)):
         path = pathlib.Path(name_or_path).expanduser()
         x_train, y_train, x_test, y_test = _data_files.load_user_data(
@@ -373,11 +376,13 @@ def _protocol(name, binarization, seed, split, has_valid, sizes, event_shape):
 NAMES = names.DATASETS.names()
 
 
-def _scale_images(x):
-    """uint8 [N, H, W] -> float32 [N, H, W, 1] in [0, 1]."""
+def _scale_images(x, likelihood="bernoulli"):
+    """uint8 [N, H, W] -> float32 [N, H, W, 1] in [0, 1] (0..255 kept for an 8-bit likelihood)."""
     x = np.asarray(x)
     if x.ndim == 3:
         x = x[..., None]
+    if integer_likelihood(likelihood):
+        return x.astype("float32")
     return (x.astype("float32") / 255.0).astype("float32")
 
 

@@ -19,6 +19,10 @@ class Likelihood(keras.layers.Layer):
 
     #: (low, high) of the support, None for unbounded; checked by `validate`.
     support = (None, None)
+    #: True for a likelihood over integers (8-bit pixels): data loaders keep 0..255 as is.
+    integer_valued = False
+    #: Uniforms per pixel that `draw_pixels` reads (0: the exported sampler gives the mean).
+    noise_per_pixel = 0
 
     def __init__(self, event_shape, **kwargs):
         super().__init__(**kwargs)
@@ -37,6 +41,16 @@ class Likelihood(keras.layers.Layer):
     def parameters(self, params):
         """The likelihood's parameters as a dict of tensors (exported by the decoder)."""
         raise NotImplementedError
+
+    def draw_pixels(self, parameters, uniform):
+        """Images [N, *event] from `parameters` (of `decoder_parameters`) and uniforms.
+
+        Plain TF ops only (the exported samplers call it). `uniform` is
+        [N, *event, noise_per_pixel] in (0, 1); with `noise_per_pixel` 0 the images
+        are the mean, `parameters['mean']`.
+        """
+        del uniform
+        return parameters["mean"]
 
     def validate(self, x, name="x"):
         """Checks data for this likelihood; raises ValueError naming the problem.
@@ -187,5 +201,8 @@ def get(identifier, event_shape):
 
 __all__ = [
     "Likelihood", "BernoulliLikelihood", "ContinuousBernoulliLikelihood", "GaussianLikelihood",
-    "get",
+    "DiscretizedLogisticLikelihood", "get",
 ]
+
+# The 8-bit likelihood lives in its own module (it subclasses Likelihood, so it comes last).
+from keras_vae.discretized_logistic import DiscretizedLogisticLikelihood  # noqa: E402

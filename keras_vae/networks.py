@@ -9,6 +9,9 @@ Presets:
   mlp   Flatten - Dense(512) - Dense(256), ReLU; mirrored in the decoder.
   conv  Conv(32, s2) - Conv(64, s2) - Dense(256); transposed convolutions back
         (height and width divisible by 4).
+  conv8 the conv layout (Dense 512, d=32) for 8-bit images and the 'discretized_logistic'
+        likelihood: the encoder sees x / 127.5 - 1 (a Rescaling layer), the decoder gives
+        M (1 + 2C) values per pixel, the parameters of M = 5 logistics.
   iwae  Burda et al. (2016), one stochastic layer: 784-200-200-(d=50), tanh, and
         50-200-200-784; the output bias starts at the logit of the mean training
         pixel (`VAE.initialize_output_bias`).
@@ -29,6 +32,11 @@ names.PRESETS.add("conv", {"kind": "conv", "filters": (32, 64), "dense_units": 2
 names.PRESETS.add("iwae", {"kind": "dense", "hidden_units": (200, 200), "activation": "tanh",
                            "latent_dim": 50},
                   description="Burda et al.'s 200-200 tanh (d=50)")
+names.PRESETS.add("conv8", {"kind": "conv", "filters": (32, 64), "dense_units": 512,
+                            "activation": "relu", "latent_dim": 32,
+                            "input_scale": (1 / 127.5, -1.0), "mixture_components": 5},
+                  description="Conv 32-64 then Dense 512 (d=32) for 8-bit images: x / 127.5 - 1 "
+                              "in, 5 discretized logistics per pixel out")
 
 
 class _PresetView(collections.abc.Mapping):
@@ -106,7 +114,7 @@ def build_encoder(preset, event_shape, hidden_units=None, activation=None, name=
     spec = PRESETS[preset]
     event_shape = tuple(int(s) for s in event_shape)
     activation = activation or spec["activation"]
-    layers = [keras.Input(shape=event_shape)]
+    layers = [keras.Input(shape=event_shape)] + _input_scaling(spec)
     if spec["kind"] == "conv":
         _check_conv_shape(event_shape)
         for filters in spec["filters"]:
@@ -149,7 +157,8 @@ def build_decoder(preset, latent_dim, event_shape, hidden_units=None, activation
             keras.layers.Reshape((height // 4, width // 4, f2)),
             keras.layers.Conv2DTranspose(f2, 3, strides=2, padding="same", activation=activation),
             keras.layers.Conv2DTranspose(f1, 3, strides=2, padding="same", activation=activation),
-            keras.layers.Conv2D(channels, 3, padding="same", name=OUTPUT_LAYER_NAME),
+            keras.layers.Conv2D(_output_channels(spec, channels), 3, padding="same",
+                                name=OUTPUT_LAYER_NAME),
         ]
     else:
         for units in reversed(tuple(spec["hidden_units"] if hidden_units is None
@@ -230,6 +239,8 @@ def initialize_output_bias(decoder, x, logit):
     layer = output_layer(decoder)
     x = np.asarray(x, "float64")
     bias_shape = tuple(layer.bias.shape)
+    if bias_shape[-1] not in (x.shape[-1], int(np.prod(x.shape[1:]))):
+        return  # several parameters per value (a mixture, 'conv8'): the bias stays at 0
     mean = x.mean(axis=0).reshape(-1)
     if bias_shape != mean.shape:
         mean = x.reshape(-1, bias_shape[-1]).mean(axis=0)
@@ -237,6 +248,20 @@ def initialize_output_bias(decoder, x, logit):
         mean = np.clip(mean, 1e-3, 1 - 1e-3)
         mean = np.log(mean) - np.log1p(-mean)
     layer.bias.assign(mean.astype("float32"))
+
+
+def _input_scaling(spec):
+    """[Rescaling(scale, offset)] for a preset with 'input_scale' (8-bit pixels), else []."""
+    if "input_scale" not in spec:
+        return []
+    scale, offset = spec["input_scale"]
+    return [keras.layers.Rescaling(float(scale), float(offset))]
+
+
+def _output_channels(spec, channels):
+    """C, or M (1 + 2C) mixture parameters per pixel for a preset with 'mixture_components'."""
+    components = spec.get("mixture_components")
+    return channels if components is None else int(components) * (1 + 2 * channels)
 
 
 def _check_conv_shape(event_shape):

@@ -361,7 +361,7 @@ def run_pictures(model, x, y, history, out_dir, seed):
 
     Args:
       model: a VAE (`sample`, `reconstruct`, `interpolate`, `encode`).
-      x, y: test images [N, H, W, C] in [0, 1] and their labels (or None).
+      x, y: test images [N, H, W, C] in [0, 1] (0..255 for an 8-bit likelihood) and labels.
       history: {'epoch': [...], metric: [...]}; curves.png when it has an epoch.
       out_dir: the folder written (created if missing).
       seed: seed of the samples and of the interpolated pairs.
@@ -369,21 +369,21 @@ def run_pictures(model, x, y, history, out_dir, seed):
     Returns:
       {picture name: path} of the files written.
     """
-    paths = {}
+    paths, s = {}, 255.0 if getattr(model.likelihood, "integer_valued", False) else 1.0
 
     def path(name):
         paths[name] = os.path.join(os.fspath(out_dir), f"{name}.png")
         return paths[name]
 
-    samples_figure({t: np.asarray(model.sample(10, temperature=t, seed=seed), "float32")
+    samples_figure({t: np.asarray(model.sample(10, temperature=t, seed=seed), "float32") / s
                     for t in SAMPLE_TEMPERATURES}, path=path("samples"))
     n, pairs, m = min(20, len(x)), min(4, len(x) // 2), min(1000, len(x))
-    reconstructions_figure(x[:n], np.asarray(model.reconstruct(x[:n]), "float32"), ncols=10,
+    reconstructions_figure(x[:n] / s, np.asarray(model.reconstruct(x[:n]), "float32") / s, ncols=10,
                            path=path("reconstructions"))
     if pairs:
         idx = np.random.default_rng(seed).choice(len(x), size=2 * pairs, replace=False)
         strips = np.asarray(model.interpolate(x[idx[:pairs]], x[idx[pairs:]], steps=10))
-        interpolation_figure(strips.astype("float32"), path=path("interpolations"),
+        interpolation_figure(strips.astype("float32") / s, path=path("interpolations"),
                              method="linear")
     z = np.concatenate([np.asarray(model.encode(x[i:i + 500]).mean(), "float32")
                         for i in range(0, m, 500)])

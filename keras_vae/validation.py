@@ -71,6 +71,38 @@ def likelihood_support(likelihood):
     return tuple(None if bound is None else float(bound) for bound in support)
 
 
+def integer_likelihood(likelihood):
+    """True if the likelihood is over integers (`integer_valued`, e.g. 8-bit pixels 0..255).
+
+    Data for it keep their integer values (no division by 255).
+
+    Args:
+      likelihood: a registered name, a `Likelihood` class or layer.
+    """
+    owner = names.LIKELIHOODS.get(likelihood) if isinstance(likelihood, str) else likelihood
+    return bool(getattr(owner, "integer_valued", False))
+
+
+def check_integer_values(x, name="x", label="integer"):
+    """Raises ValueError unless every value of `x` is an integer (8-bit pixels, counts).
+
+    Args:
+      x: an array or tensor.
+      name: what `x` is, for the message.
+      label: the likelihood's name, for the message.
+    """
+    x = _as_array(x)
+    if x.size and np.issubdtype(x.dtype, np.floating):
+        bad = x != np.round(x)
+        if bad.any():
+            first = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(
+                f"{name} holds {int(bad.sum())} non-integer values (the first {x[first]!r} "
+                f"at index {first}); the {label} likelihood needs integer pixels 0..255 "
+                "(8-bit images, not scaled to [0, 1])."
+            )
+
+
 def unit_interval_likelihood(likelihood):
     """True if the likelihood's support is [0, 1] (binarised data fit it).
 
@@ -126,8 +158,9 @@ def check_images(x, name="x", likelihood="bernoulli"):
     ```none
     bool                    -> 0.0 / 1.0
     integers in [0, 1]      -> as they are (binary data)
-    integers in [0, 255]    -> x / 255
+    integers in [0, 255]    -> x / 255 (kept as they are for an `integer_valued` likelihood)
     floats                  -> as they are; finite; inside the likelihood's support
+                               (and integers, for an `integer_valued` likelihood)
     [N, H, W]               -> [N, H, W, 1]
     ```
 
@@ -158,13 +191,15 @@ def check_images(x, name="x", likelihood="bernoulli"):
         )
     if x.shape[0] == 0 or x.size == 0:
         raise ValueError(f"{name} is empty (shape {x.shape}).")
-    x = _image_values(x, name)
+    x = _image_values(x, name, scale=not integer_likelihood(likelihood))
     _check_image_range(x, name, likelihood)
+    if integer_likelihood(likelihood):
+        check_integer_values(x, name, _label(likelihood))
     return x[..., None] if x.ndim == 3 else x
 
 
-def _image_values(x, name):
-    """The dtype rule of `check_images`: float32 values, 0-255 integers scaled."""
+def _image_values(x, name, scale=True):
+    """The dtype rule of `check_images`: float32 values, 0-255 integers scaled (if `scale`)."""
     if x.dtype.kind == "b":
         return x.astype("float32")
     if x.dtype.kind in "iu":
@@ -174,7 +209,7 @@ def _image_values(x, name):
                 f"{name} holds integers in [{low}, {high}]; integer images must be 0-255 "
                 "pixels (or 0/1)."
             )
-        return x.astype("float32") / (255.0 if high > 1 else 1.0)
+        return x.astype("float32") / (255.0 if high > 1 and scale else 1.0)
     check_finite(x, name)  # before the cast: float64 values beyond float32 are an error too
     if np.abs(x).max() > np.finfo("float32").max:
         raise ValueError(
@@ -286,4 +321,5 @@ def check_model_inputs(model, x, name="x"):
 __all__ = [
     "check_finite", "check_support", "check_images", "check_labels", "check_unit_interval",
     "check_model_inputs", "likelihood_support", "unit_interval_likelihood",
+    "integer_likelihood", "check_integer_values",
 ]

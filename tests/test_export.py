@@ -135,6 +135,7 @@ def test_manifest_model_versions_and_parity(exported):
     assert manifest["model"] == {
         "latent_dim": LATENT, "event_shape": list(EVENT), "likelihood": "bernoulli",
         "prior": "normal", "prior_components": 1, "decoder_outputs": ["logits", "mean", "probs"],
+        "noise_per_pixel": 0,
     }
     import onnx
     import onnxruntime
@@ -540,3 +541,54 @@ def test_continuous_bernoulli_decoder_converts_to_onnx(mnist_binary, tmp_path):
     assert "Expm1" not in {n.op_type for n in onnx.load(str(path)).graph.node}
     figures = onnx_export.check_decoder(path, reference_lib.Reference(model, spec))
     assert figures["decode_max_abs_diff"]["mean"] <= verify.DECODE_ATOL
+
+
+# ------------------------------------------------------------------ pixel hook (interface 3)
+
+
+class _CoinPixels(keras_vae.likelihoods.BernoulliLikelihood):
+    """A toy likelihood that draws its pixels: x_i = [u_i < sigmoid(l_i)], one uniform each."""
+
+    noise_per_pixel = 1
+
+    def draw_pixels(self, parameters, uniform):
+        import tensorflow as tf
+
+        return tf.cast(uniform[..., 0] < parameters["probs"], "float32")
+
+
+def test_samplers_draw_pixels_when_the_likelihood_asks(mnist_binary, tmp_path):
+    import onnxruntime as ort
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    model = keras_vae.VAE(
+        latent_dim=LATENT, event_shape=EVENT, likelihood=_CoinPixels(EVENT, name="likelihood"),
+        encoder=networks.build_encoder("mlp", EVENT, hidden_units=(16,)),
+        decoder=networks.build_decoder("mlp", LATENT, EVENT, hidden_units=(16,)), seed=0)
+    model.initialize_output_bias(mnist_binary[0][:200])
+    manifest = export.export_all(model, tmp_path / "out")  # its own checks pass
+    assert manifest["model"]["noise_per_pixel"] == 1
+    loaded = tf.saved_model.load(str(tmp_path / "out/savedmodel/vae/1"))
+    sample = loaded.signatures["sample"]
+    out = {k: v.numpy() for k, v in sample(num_samples=tf.constant(400), seed=tf.constant(
+        5, tf.int64), temperature=tf.constant(1.0)).items()}
+    assert set(np.unique(out["images"])) == {0.0, 1.0}  # drawn, not the mean
+    # The same draw by hand: the counter generator's stream 4, thresholded at the Keras probs.
+    uniform = prng.counter_uniform(400 * 784, tf.constant(5, tf.int64), stream=4).numpy()
+    probs = np.asarray(model.decoder_parameters(out["z"])["probs"])
+    want = (uniform.reshape(400, *EVENT) < probs).astype("float32")
+    assert np.mean(out["images"] != want) < 1e-3
+    # Pixel frequencies follow the probabilities (ONNX's noise is its own random op).
+    sess = ort.InferenceSession(str(tmp_path / "out/onnx/sampler.onnx"),
+                                providers=["CPUExecutionProvider"])
+    images, z = sess.run(["images", "z"], {"num_samples": np.array(400, np.int64),
+                                           "temperature": np.array(1.0, np.float32)})
+    assert set(np.unique(images)) == {0.0, 1.0}
+    p = np.asarray(model.decoder_parameters(z)["probs"], "float64")
+    assert abs(images.mean() - p.mean()) < 4 * np.sqrt((p * (1 - p)).sum()) / p.size + 1e-3
+    tfl = Interpreter(model_path=str(tmp_path / "out/tflite/vae.tflite"))
+    got = tfl.get_signature_runner("sample")(num_samples=np.array(400, np.int32),
+                                             seed=np.array(5, np.int64),
+                                             temperature=np.array(1.0, np.float32))
+    assert np.mean(got["images"] != out["images"]) < 1e-3

@@ -70,6 +70,9 @@ def metrics_table(report):
         rows.append((f"log p(x), k={ll.get('k')}",
                      f"{ll.get('mean'):.3f} +- {ll.get('standard_error', float('nan')):.3f} nats"))
         rows.append(("NLL", f"{ll.get('nll'):.3f} nats"))
+        if ll.get("bits_per_dim") is not None:  # a discrete 8-bit likelihood
+            rows.append(("bits/dim", f"{ll['bits_per_dim']:.4f} (NLL / (D ln 2), "
+                                     f"D={ll['num_dims']})"))
     for key, value in (report.get("bounds") or {}).items():
         if key not in ("k", "num_examples") and not key.endswith("_standard_error"):
             rows.append((key if key != "elbo" else "ELBO", f"{value:.3f} nats"))

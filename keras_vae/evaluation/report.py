@@ -15,6 +15,7 @@ import numpy as np
 from keras_vae import _util
 from keras_vae.evaluation.measures import active_units, bounds, gradient_snr, log_likelihood
 from keras_vae.evaluation.results import ACTIVE_UNIT_THRESHOLD, ActiveUnits, EffectiveSampleSize
+from keras_vae.evaluation.results import bits_per_dim
 
 #: Mean KL(q(z|x) || p(z)) below this many nats counts as posterior collapse.
 COLLAPSE_KL_THRESHOLD = 0.01
@@ -141,7 +142,7 @@ def _report(model, x, figures, settings, snr_batch_size, snr_estimates, protocol
     """The report dict of `evaluate_model` ('elapsed_s' still None)."""
     au, snr = figures["active_units"], figures["gradient_snr"]
     return {
-        "log_likelihood": figures["log_likelihood"].summary(),
+        "log_likelihood": _with_bits_per_dim(model, figures["log_likelihood"].summary()),
         "bounds": figures["bounds"].summary(),
         "effective_sample_size": figures["ess"].summary(),
         "active_units": au.summary(),
@@ -163,6 +164,19 @@ def _report(model, x, figures, settings, snr_batch_size, snr_estimates, protocol
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "elapsed_s": None,
     }
+
+
+def _with_bits_per_dim(model, summary):
+    """The log-likelihood summary, with 'bits_per_dim' and 'num_dims' for a discrete 8-bit model.
+
+    bits/dim = NLL / (D ln 2) (`results.bits_per_dim`), for a likelihood over
+    integers (`integer_valued`, e.g. 'discretized_logistic'), where it is the usual unit.
+    """
+    if not getattr(model.likelihood, "integer_valued", False):
+        return summary
+    num_dims = int(np.prod(model.event_shape))
+    return {**summary, "bits_per_dim": bits_per_dim(summary["nll"], num_dims),
+            "num_dims": num_dims}
 
 
 __all__ = ["check_posterior_collapse", "evaluate_model", "PosteriorCollapseWarning",

@@ -143,6 +143,31 @@ class GradientSNR:
         }
 
 
+def bits_per_dim(nll, num_dims):
+    r"""The NLL in bits per dimension, the unit of 8-bit image models.
+
+    ```none
+    bits/dim = NLL / (D ln 2)        NLL in nats per example, D values per example
+    ```
+
+    Example: an NLL of 784 ln 2 nats on 28 x 28 images is 1 bit/dim; the uniform
+    model of 8-bit pixels has 8.
+
+    Args:
+      nll: the negative log-likelihood per example, in nats.
+      num_dims: D, the number of values in one example (e.g. 28 * 28 * 1).
+
+    Returns:
+      A float.
+
+    Raises:
+      ValueError: `num_dims` < 1.
+    """
+    if int(num_dims) < 1:
+        raise ValueError(f"num_dims must be >= 1, got {num_dims!r}.")
+    return float(nll) / (int(num_dims) * math.log(2.0))
+
+
 def _standard_error(values):
     values = np.asarray(values, "float64")
     if len(values) < 2:
@@ -162,5 +187,5 @@ def _finite_median(values):
 
 __all__ = [
     "LogLikelihood", "EffectiveSampleSize", "Bounds", "ActiveUnits", "GradientSNR",
-    "ACTIVE_UNIT_THRESHOLD",
+    "ACTIVE_UNIT_THRESHOLD", "bits_per_dim",
 ]
