@@ -3,7 +3,11 @@
 Every prior here is a mixture of diagonal Gaussians (the standard normal being the
 one-component case), which gives one uniform way to draw at a temperature T:
 pick a component c, then z = loc_c + T * scale_c * eps with eps ~ N(0, I).
+The noise eps and the component c come from two distinct seed streams
+(`draw_seeds`), so they are independent for any seed.
 """
+
+import numpy as np
 
 from keras_vae import names
 from keras_vae.posteriors import reparameterize
@@ -55,16 +59,36 @@ class Prior(keras.layers.Layer):
             raise ValueError(f"temperature must be >= 0, got {temperature!r}.")
         num_samples, temperature = int(num_samples), float(temperature)
         logits, loc, scale = self.components(encode)
-        eps = keras.random.normal((num_samples, self.latent_dim), seed=seed)
+        seeds = draw_seeds(seed)
+        eps = keras.random.normal((num_samples, self.latent_dim), seed=seeds)
         if logits is None:
             return reparameterize(loc[0], temperature * scale[0], eps)
-        index = keras.random.categorical(logits[None, :], num_samples, seed=seed)[0]
+        index = keras.random.categorical(logits[None, :], num_samples, seed=seeds)[0]
         return reparameterize(tf.gather(loc, index), temperature * tf.gather(scale, index), eps)
 
     def get_config(self):
         config = super().get_config()
         config.update(latent_dim=self.latent_dim)
         return config
+
+
+def draw_seeds(seed):
+    """A seed that gives each draw of one call its own stream.
+
+    An int seed s becomes a `keras.random.SeedGenerator(s)`: its first draw uses the
+    stream s itself (what `keras.random.normal(..., seed=s)` uses), each later
+    draw the next one, so two draws of one call are never the same stream. A
+    generator (or None: Keras's global one) already advances at each draw.
+
+    Args:
+      seed: an int, a `keras.random.SeedGenerator` or None.
+
+    Returns:
+      A `keras.random.SeedGenerator`, or None.
+    """
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        return keras.random.SeedGenerator(int(seed))
+    return seed
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
@@ -192,4 +216,4 @@ def get(identifier, latent_dim, event_shape):
                               name="prior")
 
 
-__all__ = ["Prior", "StandardNormalPrior", "MixtureOfGaussiansPrior", "VampPrior", "get"]
+__all__ = ["draw_seeds", "Prior", "StandardNormalPrior", "MixtureOfGaussiansPrior", "VampPrior", "get"]
