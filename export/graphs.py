@@ -56,9 +56,16 @@ def condition_vector(spec, condition, checked=True):
     return tf.reshape(tf.cast(condition, "float32"), [-1, spec.condition_dim])
 
 
-def _latents(spec, eps, uniform, temperature, label=None):
+def _latents(spec, eps, uniform, temperature, label=None, vector=None):
     """z = loc_c + temperature * scale_c * eps (temperature [N] per row)."""
     temperature = tf.cast(temperature, "float32")[:, None]
+    if spec.vector_prior is not None:  # p(z|c) = N(c M, diag(softplus(c R) + min_scale)^2)
+        matrix, raw, min_scale = spec.vector_prior
+        # Mul + ReduceSum, not MatMul: the int8 sampler quantises MatMul weights, not the prior.
+        loc = tf.reduce_sum(vector[:, :, None] * tf.constant(matrix)[None], axis=1)
+        raw_scale = tf.reduce_sum(vector[:, :, None] * tf.constant(raw)[None], axis=1)
+        scale = tf.nn.softplus(raw_scale) + min_scale
+        return posteriors.reparameterize(loc, temperature * scale, eps)
     if spec.class_conditional_prior:
         component = tf.cast(label, "int32")
         loc = tf.gather(tf.constant(spec.class_loc), component)
@@ -92,7 +99,7 @@ def pixel_count(spec):
 
 def row_noise(spec, seed):
     """(eps [N, d], component uniform [N] or None, pixel uniforms [N, *event, k] or None)."""
-    mixture = spec.prior_logits is not None and not spec.class_conditional_prior
+    mixture = spec.prior_logits is not None
     eps, uniform, pixels = prng.row_noise(seed, spec.latent_dim, pixel_count(spec), mixture)
     if pixels is not None:
         pixels = tf.reshape(pixels, [-1, *spec.event_shape, spec.noise_per_pixel])
@@ -103,7 +110,7 @@ def _sample(model, spec, seed, temperature, condition, checked):
     vector = condition_vector(spec, condition, checked)
     eps, uniform, pixels = row_noise(spec, seed)
     label = condition if spec.class_conditional_prior else None
-    z = _latents(spec, eps, uniform, temperature, label)
+    z = _latents(spec, eps, uniform, temperature, label, vector)
     parameters = spec.decoder_parameters(model, z, vector)
     return {contract.IMAGES: images_from(model, spec, parameters, pixels), contract.Z: z}
 

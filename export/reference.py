@@ -96,7 +96,7 @@ class Reference:
 
     def _noise(self, seeds):
         spec = self.spec
-        mixture = spec.prior_logits is not None and not spec.class_conditional_prior
+        mixture = spec.prior_logits is not None
         pixels = int(np.prod(spec.event_shape)) * spec.noise_per_pixel
         return prng.numpy_row_noise(seeds, spec.latent_dim, pixels, mixture)
 
@@ -108,6 +108,11 @@ class Reference:
         if spec.class_conditional_prior:
             index = np.asarray(labels)
             return spec.class_loc[index] + t * spec.class_scale[index] * eps
+        if spec.vector_prior is not None:
+            matrix, raw, min_scale = (np.asarray(v, "float64") for v in spec.vector_prior)
+            vector = self.vector(labels).astype("float64")
+            scale = np.logaddexp(0.0, vector @ raw) + min_scale
+            return vector @ matrix + t * scale * eps
         if spec.standard_normal:
             return t * eps
         index = np.zeros(len(eps), "int64")
@@ -150,9 +155,8 @@ class Reference:
             kwargs = {"labels": labels} if labels is not None else {}
             return np.asarray(self.model.sample(n, temperature=t, seed=REFERENCE_SEED, **kwargs))
         rng = np.random.default_rng(REFERENCE_SEED + 1)
-        if spec.class_conditional_prior:
-            eps = rng.standard_normal((n, spec.latent_dim))
-            z = spec.class_loc[labels] + t * spec.class_scale[labels] * eps
+        if spec.condition_dim:
+            z = np.asarray(self.model.sample_latents(n, t, seed=REFERENCE_SEED, labels=labels))
         else:
             z = np.asarray(self.model.sample_latents(n, t, seed=REFERENCE_SEED))
         uniform = rng.uniform(size=(n,) + spec.event_shape + (spec.noise_per_pixel,))

@@ -51,11 +51,17 @@ class ExportSpec:
         self.latent_dim = int(model.latent_dim)
         self.event_shape = tuple(int(s) for s in model.event_shape)
         self.num_classes, self.condition_shape = condition_of(model)
-        self.class_loc = self.class_scale = None
+        self.class_loc = self.class_scale = self.vector_prior = None
         self.likelihood = registered_name(names.LIKELIHOODS, getattr(model, "likelihood", None))
         self.prior = registered_name(names.PRIORS, getattr(model, "prior", None))
-        if self.num_classes and hasattr(getattr(model, "prior", None), "class_components"):
+        prior = getattr(model, "prior", None)
+        if self.num_classes and hasattr(prior, "class_components"):
             self.class_loc, self.class_scale = class_components(model, self.num_classes)
+            self.prior_logits = self.prior_loc = self.prior_scale = None
+        elif self.condition_shape and getattr(prior, "conditional", False):
+            # p(z|c) = N(c M, diag(softplus(c R) + min_scale)^2) (priors.ClassConditionalPrior)
+            self.vector_prior = (np.asarray(prior.loc, "float32"),
+                                 np.asarray(prior.raw_scale, "float32"), float(prior.min_scale))
             self.prior_logits = self.prior_loc = self.prior_scale = None
         else:
             self.prior_logits, self.prior_loc, self.prior_scale = prior_components(model)
@@ -106,14 +112,17 @@ class ExportSpec:
 
     @property
     def num_components(self):
-        """C, the number of Gaussians in the prior (the classes' for p(z|y))."""
+        """C, the number of Gaussians in the prior (the classes' for p(z|y); 1 for p(z|c))."""
+        if self.vector_prior is not None:
+            return 1
         loc = self.class_loc if self.class_conditional_prior else self.prior_loc
         return int(loc.shape[0])
 
     @property
     def standard_normal(self):
         """True if the prior is N(0, I): z = temperature * eps exactly."""
-        return (not self.class_conditional_prior and self.prior_logits is None
+        return (not self.class_conditional_prior and self.vector_prior is None
+                and self.prior_logits is None
                 and not np.any(self.prior_loc)
                 and np.all(self.prior_scale == 1.0))
 
@@ -139,7 +148,8 @@ class ExportSpec:
                     "num_classes": int(self.num_classes),
                     "prior": "class_conditional" if self.class_conditional_prior else "shared"}
         return {"kind": "vector", "input": contract.CONDITION, "dtype": "float32",
-                "shape": list(self.condition_shape), "size": self.condition_dim, "prior": "shared"}
+                "shape": list(self.condition_shape), "size": self.condition_dim,
+                "prior": "shared" if self.vector_prior is None else "conditional"}
 
 
 def condition_of(model):
