@@ -27,7 +27,7 @@ DEFAULT_MAX_BATCH_SIZE = 4096
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 DEFAULT_SIGNATURE = contract.SERVING_DEFAULT
 #: The input the num_samples limit applies to (the sample signature's).
-NUM_SAMPLES = contract.INPUTS[contract.SAMPLE][0]
+NUM_SAMPLES = contract.NUM_SAMPLES  # contract 1 only; contract 2 batches rows (max_batch_size)
 
 
 class ModelServer:
