@@ -63,8 +63,8 @@ def test_accessors_on_the_old_export():
         inputs = (manifest_lib.sample_inputs(manifest) if name == contract.SAMPLE
                   else contract.INPUTS[name])
         assert tuple(signatures[name]["inputs"]) == tuple(sorted(inputs))
-    assert manifest_lib.sample_inputs(manifest) == ("num_samples", "temperature", "seed")
         assert set(contract.OUTPUTS[name]) <= set(signatures[name]["outputs"])
+    assert manifest_lib.sample_inputs(manifest) == ("num_samples", "temperature", "seed")
     assert set(manifest_lib.signatures(manifest, contract.ARTEFACT_TFLITE)) == set(
         contract.TFLITE_SIGNATURES)
 
