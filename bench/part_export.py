@@ -53,9 +53,8 @@ def _callables(paths, latent_dim, batch, threads):
     sm_decode, sm_sample = loaded.signatures["decode"], loaded.signatures["sample"]
     fns["SavedModel (TF)"] = {
         "decode": lambda: {k: v.numpy() for k, v in sm_decode(z=tf.constant(z)).items()},
-        "sample": lambda: {k: v.numpy() for k, v in sm_sample(
-            num_samples=tf.constant(batch, tf.int32), temperature=tf.constant(1.0),
-            seed=tf.constant(0, tf.int64)).items()},
+        "sample": lambda: {k: v.numpy() for k, v in sm_sample(  # export contract 2: per row
+            seed=tf.range(batch, dtype=tf.int64), temperature=tf.ones([batch])).items()},
     }
     fns["_loaded"] = loaded  # keep alive
 
@@ -67,21 +66,19 @@ def _callables(paths, latent_dim, batch, threads):
 
     dec = session(paths["onnx_decoder"])
     dec_in = dec.get_inputs()[0].name
-    n64 = np.array(batch, np.int64)
-    t32 = np.array(1.0, np.float32)
+    seeds = np.arange(batch, dtype=np.int64)
+    t32 = np.ones(batch, np.float32)
     for label, key in (("onnxruntime fp32", "onnx_sampler"), ("onnxruntime int8", "onnx_sampler_int8")):
         s = session(paths[key])
-        fns[label] = {"sample": (lambda s=s: s.run(None, {"num_samples": n64, "temperature": t32}))}
+        fns[label] = {"sample": (lambda s=s: s.run(None, {"seed": seeds, "temperature": t32}))}
     fns["onnxruntime fp32"]["decode"] = lambda: dec.run(None, {dec_in: z})
 
     interp = tflite_export.interpreter(paths["tflite"])
     t_decode = interp.get_signature_runner("decode")
     t_sample = interp.get_signature_runner("sample")
-    i32 = np.array(batch, np.int32)
-    seed = np.array(0, np.int64)
     fns["TFLite"] = {
         "decode": lambda: t_decode(z=z),
-        "sample": lambda: t_sample(num_samples=i32, temperature=t32, seed=seed),
+        "sample": lambda: t_sample(seed=seeds, temperature=t32),
     }
     return fns
 

@@ -27,7 +27,7 @@ DEFAULT_MAX_BATCH_SIZE = 4096
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 DEFAULT_SIGNATURE = contract.SERVING_DEFAULT
 #: The input the num_samples limit applies to (the sample signature's).
-NUM_SAMPLES = contract.INPUTS[contract.SAMPLE][0]
+NUM_SAMPLES = contract.NUM_SAMPLES  # contract 1 only; contract 2 batches rows (max_batch_size)
 
 
 class ModelServer:
@@ -133,6 +133,11 @@ class ModelServer:
                                f"limit of {self.max_batch_size}", "INVALID_ARGUMENT")
         if array.ndim >= 1 and array.shape[0] == 0:
             raise ServingError(f"{where} is empty", "INVALID_ARGUMENT")
+        if key == contract.SEED and array.ndim >= 1 and array.shape[0] > self.max_num_samples:
+            # contract 2: `sample` draws one image per seed; the num_samples limit bounds the rows
+            raise ServingError(f"sample asks for {array.shape[0]} images: num_samples must lie "
+                               f"in [1, {self.max_num_samples}] (this server's limit)",
+                               "INVALID_ARGUMENT")
         if key == NUM_SAMPLES:
             values = array.reshape(-1)
             if values.size == 0 or values.min() <= 0 or values.max() > self.max_num_samples:
