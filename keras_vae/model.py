@@ -209,6 +209,7 @@ class VAE(keras.Model):
         """
         estimator = names.GRADIENT_ESTIMATORS.canonical(gradient_estimator
                                                         or self.gradient_estimator)
+        posteriors_lib.check_head(self.posterior, estimator, self.objective)
         x = tf.cast(x, "float32")
         draws = self._posterior_draws(x, num_samples or self.objective.num_samples, training,
                                       seed, stop=estimator == "dreg")
