@@ -25,7 +25,8 @@ unchanged:
 
   ```none
   z_t = z + u^ tanh(w.z + b),   log det = log(1 + (1 - tanh^2(w.z + b)) w.u^)
-  u^ = u + (m(w.u) - w.u) w / |w|^2,   m(a) = -1 + softplus(a)     (so w.u^ > -1: invertible)
+  u^ = u + (m(w.u) - w.u) w / |w|^2,   m(a) = -1 + softplus(a)     (so w.u^ > -1: invertible;
+                                       softplus floored at PLANAR_MIN_SLACK for float32)
   ```
 
   The inverse solves the monotone scalar equation a + (w.u^) tanh(a + b) = w.y
@@ -62,6 +63,8 @@ tfb = tfp.bijectors
 
 #: Bisection steps of the planar inverse (the bracket shrinks by 2 each step).
 PLANAR_BISECTION_STEPS = 60
+#: The least 1 + w.u^ of a planar step (m(a) = -1 + max(softplus(a), this)).
+PLANAR_MIN_SLACK = 1e-6
 #: Draws of the Monte-Carlo mean of a flow posterior (fixed stateless noise).
 MEAN_SAMPLES = 256
 
@@ -131,10 +134,11 @@ class PlanarStep(_CachedStep):
     def __init__(self, u, w, b, name="planar_step"):
         parameters = dict(locals())
         self.w, self.b = w, b
-        wu = tf.reduce_sum(w * u, axis=-1, keepdims=True)
-        norm2 = tf.reduce_sum(w * w, axis=-1, keepdims=True) + 1e-8
-        self.u_hat = u + (tf.nn.softplus(wu) - 1.0 - wu) * w / norm2
-        self.wu_hat = tf.reduce_sum(w * self.u_hat, axis=-1)
+        wu = tf.reduce_sum(w * u, axis=-1)
+        # w.u^ = m(w.u) = -1 + softplus(w.u), its slack floored so float32 keeps it > -1
+        self.wu_hat = tf.maximum(tf.nn.softplus(wu), PLANAR_MIN_SLACK) - 1.0
+        norm2 = tf.maximum(tf.reduce_sum(w * w, axis=-1), 1e-12)
+        self.u_hat = u + ((self.wu_hat - wu) / norm2)[..., None] * w
         super().__init__(parameters, name)
 
     def _fldj(self, h):
@@ -345,5 +349,5 @@ class PlanarPosterior(FlowPosterior):
                 for t, (u, w, b) in enumerate(zip(parts["u"], parts["w"], parts["b"]))]
 
 
-__all__ = ["PLANAR_BISECTION_STEPS", "MEAN_SAMPLES", "IAFStep", "PlanarStep",
+__all__ = ["PLANAR_BISECTION_STEPS", "PLANAR_MIN_SLACK", "MEAN_SAMPLES", "IAFStep", "PlanarStep",
            "FlowDistribution", "FlowPosterior", "IAFPosterior", "PlanarPosterior"]
