@@ -177,6 +177,7 @@ class TrainConfig:
     latent_dim: int = None
     likelihood: str = "bernoulli"
     prior: str = "normal"
+    posterior: str = "diagonal_gaussian"
     objective: str = "elbo"
     k: int = None
     num_groups: int = None
@@ -324,6 +325,8 @@ TRAIN_OPTIONS = (
     _setting("likelihood", "--likelihood", choices=names.LIKELIHOODS.names, help="p(x|z)",
              group="model"),
     _setting("prior", "--prior", choices=names.PRIORS.names, help="p(z)", group="model"),
+    _setting("posterior", "--posterior", choices=names.POSTERIORS.names,
+             help="q(z|x): diagonal_gaussian, or a flow (iaf, planar)", group="model"),
     _setting("objective", "--objective", choices=names.OBJECTIVES.names,
              help="the training bound", group="objective"),
     _setting("k", "--k", type=positive_int, metavar="K", group="objective",
