@@ -234,6 +234,12 @@ class FlowPosterior(keras.layers.Layer):
             shape = tf.concat([[num_samples], shape], axis=0)
         return self.reparameterize(params, keras.random.normal(shape, seed=seed))
 
+    def export_parameters(self, params):
+        """{'loc', 'scale'} for an exported `encode`: the flow's image of the base mean
+        (the center, where eps = 0 lands) and the base scale; q itself is not Gaussian."""
+        center, parts = params
+        return {"loc": center, "scale": parts["scale"]}
+
     def get_config(self):
         config = super().get_config()
         config.update(latent_dim=self.latent_dim, num_steps=self.num_steps,

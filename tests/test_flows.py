@@ -221,5 +221,8 @@ def test_save_load_registry_and_refusals(tmp_path):
                               likelihood="gaussian", objective=keras_vae.ELBO(free_bits=0.1))
     with pytest.raises(ValueError, match="factorised"):
         free_bits.compute_terms(x)
+    exported = model.posterior.export_parameters(model.encoder_parameters(x))
+    np.testing.assert_array_equal(exported["loc"].numpy(), model.encoder_parameters(x)[0].numpy())
+    assert exported["scale"].shape == (3, 2)
     assert model.encode(x).mean().shape == (3, 2)  # Monte-Carlo mean, deterministic
     np.testing.assert_array_equal(model.encode(x).mean().numpy(), model.encode(x).mean().numpy())

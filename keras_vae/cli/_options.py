@@ -219,8 +219,16 @@ class TrainConfig:
         """The settings of a parsed `keras-vae train` (or demo) namespace."""
         return cls(**{key: getattr(args, key) for key in cls.keys()})
 
+    #: Settings added after run format 1, written only when they differ from their default,
+    #: so a run that does not use them writes format 1's config.json exactly.
+    OPTIONAL_KEYS = ("posterior",)
+
     def to_dict(self):
-        return dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        for key in self.OPTIONAL_KEYS:
+            if values[key] == getattr(TrainConfig, key):
+                del values[key]
+        return values
 
     @classmethod
     def resumed(cls, saved, given):

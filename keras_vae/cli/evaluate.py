@@ -55,12 +55,11 @@ def register(subparsers):
 
 def run(args):
     run_dir = _common.require_run_dir(args)
-    model, config = runs.load_run_model(run_dir)
     report, out = evaluate_run(run_dir, k=args.k, examples=args.examples,
                                batch_size=args.batch_size, snr_estimates=args.snr_estimates,
-                               seed=args.seed, out=args.out, model=model, config=config)
+                               seed=args.seed, out=args.out)
     if getattr(args, "estimator", "is") == "ais":
-        report = add_ais(report, out, model, _common.eval_data(config, args.examples)[0], args)
+        report = add_ais(report, out, run_dir, args)
     _common.print_table(metrics_table(report), title=f"keras-vae: metrics of {run_dir} (-> {out})")
     return EXIT_OK
 
@@ -82,8 +81,10 @@ def evaluate_run(run_dir, k=1000, examples=None, batch_size=20, snr_estimates=32
     return report, out
 
 
-def add_ais(report, out, model, x, args):
+def add_ais(report, out, run_dir, args):
     """Adds AIS (`evaluation.ais_log_likelihood`, with its protocol) to the report at `out`."""
+    model, config = runs.load_run_model(run_dir)
+    x, _ = _common.eval_data(config, args.examples)
     _common.say(f"keras-vae: AIS with {args.ais_steps} steps and {args.ais_chains} chains on "
                 f"{len(x)} examples")
     ais = evaluation.ais_log_likelihood(model, x, num_steps=args.ais_steps,
