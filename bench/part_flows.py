@@ -17,8 +17,8 @@ import time
 
 import common
 
-FULL = {"train_steps": 1500, "nll_examples": 200, "ais_examples": 40, "bdmc_examples": 16,
-        "ais": {"num_steps": 500, "num_chains": 8, "leapfrog_steps": 5, "step_size": 0.05}}
+FULL = {"train_steps": 6000, "nll_examples": 200, "ais_examples": 40, "bdmc_examples": 16,
+        "ais": {"num_steps": 1000, "num_chains": 8, "leapfrog_steps": 10, "step_size": 0.05}}
 QUICK = {"train_steps": 100, "nll_examples": 20, "ais_examples": 10, "bdmc_examples": 5,
          "ais": {"num_steps": 50, "num_chains": 4, "leapfrog_steps": 5, "step_size": 0.05}}
 K = 5000

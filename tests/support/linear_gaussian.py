@@ -17,6 +17,10 @@ encoder = identity,  posterior head = one Dense layer (the exact or a deliberate
 wrong posterior),    decoder = Dense(W, b),    likelihood = Gaussian, fixed scale s
 ```
 
+`LinearGaussian.correlated()` gives columns at a common cosine instead: the posterior
+covariance (`posterior_covariance`) is then full, and `best_diagonal_gap` is the least
+ELBO gap any diagonal q can reach (the flow posteriors' test).
+
 Two ways in: the class `LinearGaussian` (by column norms, or `from_weights(w, b, s)`),
 and the functions `make_problem`, `log_marginal`, `sample_data`, `make_vae` over
 arrays (w, b, s), which are the class's closed forms.
