@@ -9,7 +9,8 @@ Parts: train (throughput vs PyTorch, settings, IWAE k vs the compute-bound ideal
 tfp (TFP overhead), eval (k=5000 test log-likelihood: time, peak RSS), export
 (SavedModel / ONNX fp32 / ONNX int8 / TFLite latency and sizes), quality (test NLL
 at an equal budget vs PyTorch and the IWAE paper), pixels (Fashion-MNIST 8-bit bits/dim
-of the conv8 VAE beside a per-pixel histogram and the uniform 8 bits/dim). PyTorch is needed for train and
+of the conv8 VAE beside a per-pixel histogram and the uniform 8 bits/dim), flows (IAF vs
+diagonal q(z|x) at an equal budget, AIS vs IS k=5000, the BDMC gap). PyTorch is needed for train and
 quality only (`pip install torch`); it is not a dependency of keras_vae.
 
 Each part runs in its own Python process (its peak RSS is its own); the parent
@@ -28,7 +29,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 
-PARTS = ("train", "tfp", "eval", "export", "quality", "pixels")
+PARTS = ("train", "tfp", "eval", "export", "quality", "pixels", "flows")
 
 
 def parser():

@@ -9,7 +9,7 @@ model.fit(x_train, epochs=10, batch_size=100)
 
 Modules: `names` (the registry of every named family member), `objectives` (ELBO, IWAE,
 MIWAE, PIWAE, CIWAE as functions of log-weights),
-`priors`, `likelihoods`, `posteriors`, `networks` (presets), `data`, `evaluation`,
+`priors`, `likelihoods`, `posteriors` (`flows`: IAF, planar; `made`), `networks` (presets), `data`, `evaluation`,
 `hierarchical`, `baselines`, `comparison`, `plotting`; `keras_vae.export` and
 `keras_vae.serving` (imported on use: they pull in ONNX and gRPC).
 """
@@ -19,6 +19,7 @@ from keras_vae import (
     baselines, comparison, data, evaluation, hierarchical, likelihoods, names, networks,
     objectives, posteriors, priors,
 )
+from keras_vae import flows, made  # noqa: E402  (flow posteriors, MADE)
 from keras_vae.baselines import PCA, Autoencoder
 from keras_vae.hierarchical import HierarchicalVAE
 from keras_vae.model import VAE
@@ -30,5 +31,5 @@ __all__ = [
     "VAE", "HierarchicalVAE", "PCA", "Autoencoder",
     "ELBO", "IWAE", "MIWAE", "PIWAE", "CIWAE",
     "baselines", "comparison", "data", "evaluation", "hierarchical", "likelihoods", "names",
-    "networks", "objectives", "posteriors", "priors",
+    "networks", "objectives", "posteriors", "priors", "flows", "made",
 ]

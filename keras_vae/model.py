@@ -249,6 +249,7 @@ class VAE(conditioning.ConditionMixin, generation.GenerationMixin, keras.Model):
         """
         estimator = names.GRADIENT_ESTIMATORS.canonical(gradient_estimator
                                                         or self.gradient_estimator)
+        posteriors_lib.check_head(self.posterior, estimator, self.objective)
         x = tf.cast(x, "float32")
         condition = self._condition(condition, "compute_terms")
         draws = self._posterior_draws(x, num_samples or self.objective.num_samples, training,

@@ -134,4 +134,33 @@ def get(identifier, latent_dim):
                                   {"latent_dim": latent_dim}, name="posterior")
 
 
-__all__ = ["reparameterize", "DiagonalGaussianPosterior", "get"]
+def check_head(head, gradient_estimator="standard", objective=None):
+    """Raises ValueError where a head cannot give what the training asks of it.
+
+    DReG needs log q(z|x) with every parameter of q stopped but z's path kept:
+    for a flow head (`supports_dreg = False`) that is the whole flow stopped and
+    inverted, which it does not give. Free bits need a factorised q
+    (`factorised = False` for a flow). Heads without these attributes pass.
+
+    Args:
+      head: the posterior head.
+      gradient_estimator: the canonical estimator name ('standard', 'dreg').
+      objective: the training objective (its `free_bits`, if any, are checked).
+
+    Raises:
+      ValueError: DReG or free bits asked of a head that cannot give them.
+    """
+    kind = type(head).__name__
+    if gradient_estimator == "dreg" and not getattr(head, "supports_dreg", True):
+        raise ValueError(f"gradient_estimator='dreg' needs log q(z|x) with all of q's "
+                         f"parameters stopped; {kind} (a flow) cannot give it: use "
+                         f"'standard', or a diagonal Gaussian posterior for DReG.")
+    if float(getattr(objective, "free_bits", 0) or 0) > 0 and not getattr(head, "factorised", True):
+        raise ValueError(f"free bits need a factorised q(z|x); {kind} is not: use "
+                         f"the diagonal Gaussian posterior.")
+
+
+__all__ = ["reparameterize", "DiagonalGaussianPosterior", "get", "check_head"]
+
+# The flow heads register themselves ('iaf', 'planar') after the diagonal Gaussian.
+from keras_vae import flows  # noqa: E402,F401

@@ -177,6 +177,7 @@ class TrainConfig:
     latent_dim: int = None
     likelihood: str = "bernoulli"
     prior: str = "normal"
+    posterior: str = "diagonal_gaussian"
     objective: str = "elbo"
     k: int = None
     num_groups: int = None
@@ -218,8 +219,16 @@ class TrainConfig:
         """The settings of a parsed `keras-vae train` (or demo) namespace."""
         return cls(**{key: getattr(args, key) for key in cls.keys()})
 
+    #: Settings added after run format 1, written only when they differ from their default,
+    #: so a run that does not use them writes format 1's config.json exactly.
+    OPTIONAL_KEYS = ("posterior",)
+
     def to_dict(self):
-        return dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        for key in self.OPTIONAL_KEYS:
+            if values[key] == getattr(TrainConfig, key):
+                del values[key]
+        return values
 
     @classmethod
     def resumed(cls, saved, given):
@@ -324,6 +333,8 @@ TRAIN_OPTIONS = (
     _setting("likelihood", "--likelihood", choices=names.LIKELIHOODS.names, help="p(x|z)",
              group="model"),
     _setting("prior", "--prior", choices=names.PRIORS.names, help="p(z)", group="model"),
+    _setting("posterior", "--posterior", choices=names.POSTERIORS.names,
+             help="q(z|x): diagonal_gaussian, or a flow (iaf, planar)", group="model"),
     _setting("objective", "--objective", choices=names.OBJECTIVES.names,
              help="the training bound", group="objective"),
     _setting("k", "--k", type=positive_int, metavar="K", group="objective",

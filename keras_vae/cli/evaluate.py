@@ -3,6 +3,7 @@ r"""`keras-vae evaluate RUN_DIR`: log-likelihood, bounds, active units, ESS -> m
 ```none
 keras-vae evaluate runs/a --k 1000                 # -> runs/a/metrics.json and a table
 keras-vae evaluate runs/a --k 5000 --examples 1000 --out nll.json
+keras-vae evaluate runs/a --estimator ais --ais-steps 1000 --examples 100   # + 'ais'
 ```
 
 The figures are `keras_vae.evaluation.evaluate_model`'s, on the run's test set.
@@ -10,7 +11,7 @@ The figures are `keras_vae.evaluation.evaluate_model`'s, on the run's test set.
 
 import pathlib
 
-from keras_vae import evaluation, runs
+from keras_vae import _util, evaluation, runs
 from keras_vae.cli import _common, _options
 from keras_vae.cli._errors import EXIT_OK
 from keras_vae.cli._options import Option, nonnegative_int, positive_int
@@ -30,6 +31,22 @@ OPTIONS = (
            default_help="RUN_DIR/metrics.json"),
 ) + _options.COMMON
 
+#: --estimator: 'is' (importance sampling with q, --k samples) or 'ais' (also annealed
+#: importance sampling from the prior with HMC, keras_vae.evaluation.ais_log_likelihood).
+ESTIMATORS = ("is", "ais")
+ESTIMATOR_OPTIONS = (
+    Option("estimator", ("--estimator",), choices=ESTIMATORS, default="is",
+           help="is: importance sampling with q(z|x) (--k samples); ais: also annealed "
+                "importance sampling (Wu et al. 2017), under 'ais' in the report"),
+    Option("ais_steps", ("--ais-steps",), type=positive_int, default=1000, metavar="T",
+           help="AIS: intermediate distributions (sigmoid schedule)"),
+    Option("ais_chains", ("--ais-chains",), type=positive_int, default=16, metavar="C",
+           help="AIS: chains per example"),
+    Option("ais_leapfrog", ("--ais-leapfrog",), type=positive_int, default=10, metavar="L",
+           help="AIS: leapfrog steps per HMC transition"),
+)
+OPTIONS = OPTIONS + ESTIMATOR_OPTIONS
+
 
 def register(subparsers):
     _options.add_command(subparsers, "evaluate", OPTIONS, run,
@@ -41,6 +58,8 @@ def run(args):
     report, out = evaluate_run(run_dir, k=args.k, examples=args.examples,
                                batch_size=args.batch_size, snr_estimates=args.snr_estimates,
                                seed=args.seed, out=args.out)
+    if getattr(args, "estimator", "is") == "ais":
+        report = add_ais(report, out, run_dir, args)
     _common.print_table(metrics_table(report), title=f"keras-vae: metrics of {run_dir} (-> {out})")
     return EXIT_OK
 
@@ -62,6 +81,32 @@ def evaluate_run(run_dir, k=1000, examples=None, batch_size=20, snr_estimates=32
     return report, out
 
 
+def add_ais(report, out, run_dir, args):
+    """Adds AIS (`evaluation.ais_log_likelihood`, with its protocol) to the report at `out`."""
+    model, config = runs.load_run_model(run_dir)
+    x, _ = _common.eval_data(config, args.examples)
+    _common.say(f"keras-vae: AIS with {args.ais_steps} steps and {args.ais_chains} chains on "
+                f"{len(x)} examples")
+    ais = evaluation.ais_log_likelihood(model, x, num_steps=args.ais_steps,
+                                        num_chains=args.ais_chains,
+                                        leapfrog_steps=args.ais_leapfrog,
+                                        batch_size=args.batch_size, seed=args.seed)
+    report = {**report, "ais": ais.summary()}
+    report["log_likelihood"] = {**(report.get("log_likelihood") or {}), "estimator": "is"}
+    _util.atomic_write_json(pathlib.Path(out), report)
+    return report
+
+
+def _ais_rows(report):
+    ais = report.get("ais") or {}
+    if not ais:
+        return []
+    steps, chains = ais["protocol"]["num_steps"], ais["protocol"]["num_chains"]
+    return [(f"log p(x), AIS T={steps} C={chains}",
+             f"{ais['mean']:.3f} +- {ais['standard_error']:.3f} nats"),
+            ("NLL (AIS)", f"{ais['nll']:.3f} nats")]
+
+
 def metrics_table(report):
     """The evaluation report as (name, value) rows for the printed table."""
     rows = []
@@ -73,6 +118,7 @@ def metrics_table(report):
         if ll.get("bits_per_dim") is not None:  # a discrete 8-bit likelihood
             rows.append(("bits/dim", f"{ll['bits_per_dim']:.4f} (NLL / (D ln 2), "
                                      f"D={ll['num_dims']})"))
+    rows.extend(_ais_rows(report))
     for key, value in (report.get("bounds") or {}).items():
         if key not in ("k", "num_examples") and not key.endswith("_standard_error"):
             rows.append((key if key != "elbo" else "ELBO", f"{value:.3f} nats"))
@@ -94,4 +140,5 @@ def metrics_table(report):
     return rows
 
 
-__all__ = ["OPTIONS", "register", "run", "evaluate_run", "metrics_table"]
+__all__ = ["OPTIONS", "ESTIMATORS", "ESTIMATOR_OPTIONS", "register", "run", "evaluate_run",
+           "add_ais", "metrics_table"]

@@ -125,6 +125,7 @@ def _model(config, x_train, resume_from):
             model = VAE(
                 latent_dim=config.latent_dim, event_shape=x_train.shape[1:],
                 encoder=config.preset, likelihood=config.likelihood, prior=config.prior,
+                posterior=config.posterior,
                 objective=objectives.get(config.objective, **config.objective_kwargs()),
                 beta=config.kl_beta, warmup_steps=config.warmup_steps,
                 gradient_estimator=config.gradient_estimator, seed=config.seed)

@@ -46,6 +46,10 @@ O(sqrt(k)).
 
 `evaluate_model` computes all of it and writes a JSON report with the protocol.
 
+Annealed importance sampling (`ais`: `ais_log_likelihood`, HMC on a geometric path from
+the prior to p(x, z)) and its bidirectional check on simulated data (`bdmc`: `bdmc_gap`,
+the reverse-AIS upper bound; Grosse et al., 2015; Wu et al., 2017).
+
 Modules: `results` (what the measures return), `streaming` (k samples in chunks),
 `measures` (the functions above), `report` (`evaluate_model`, the collapse check).
 
@@ -57,6 +61,8 @@ References:
     University of Chicago, 1992.
 """
 
+from keras_vae.evaluation.ais import AISEstimate, ais_log_likelihood
+from keras_vae.evaluation.bdmc import BDMCGap, bdmc_gap, reverse_ais
 from keras_vae.evaluation.measures import (
     active_units, bounds, effective_sample_size, gradient_snr, log_likelihood,
 )
@@ -72,4 +78,5 @@ __all__ = [
     "check_posterior_collapse", "evaluate_model", "LogLikelihood", "EffectiveSampleSize",
     "Bounds", "ActiveUnits", "GradientSNR", "PosteriorCollapseWarning",
     "ACTIVE_UNIT_THRESHOLD", "COLLAPSE_KL_THRESHOLD",
+    "ais_log_likelihood", "reverse_ais", "bdmc_gap", "AISEstimate", "BDMCGap",
 ]

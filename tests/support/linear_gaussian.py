@@ -17,6 +17,10 @@ encoder = identity,  posterior head = one Dense layer (the exact or a deliberate
 wrong posterior),    decoder = Dense(W, b),    likelihood = Gaussian, fixed scale s
 ```
 
+`LinearGaussian.correlated()` gives columns at a common cosine instead: the posterior
+covariance (`posterior_covariance`) is then full, and `best_diagonal_gap` is the least
+ELBO gap any diagonal q can reach (the flow posteriors' test).
+
 Two ways in: the class `LinearGaussian` (by column norms, or `from_weights(w, b, s)`),
 and the functions `make_problem`, `log_marginal`, `sample_data`, `make_vae` over
 arrays (w, b, s), which are the class's closed forms.
@@ -61,6 +65,38 @@ class LinearGaussian:
         self.data_dim, self.latent_dim = w.shape
         self.column_norms = np.sqrt(np.sum(w ** 2, axis=0))
 
+    @classmethod
+    def correlated(cls, latent_dim=2, data_dim=4, column_norm=2.0, cosine=0.9,
+                   noise_scale=0.5, seed=0):
+        """A model whose posterior is correlated: unit columns at a given cosine, times c.
+
+        Columns j = 0..d-1 share one direction with weight sqrt(cosine) and have
+        their own orthogonal direction with weight sqrt(1 - cosine), so every pair
+        of columns has this cosine; the posterior precision I + W^T W / s^2 is then
+        not diagonal.
+        """
+        rng = np.random.default_rng(seed)
+        q, _ = np.linalg.qr(rng.normal(size=(int(data_dim), int(latent_dim) + 1)))
+        w = np.sqrt(cosine) * q[:, :1] + np.sqrt(1.0 - cosine) * q[:, 1:]
+        return cls.from_weights(column_norm * w, rng.normal(size=int(data_dim)), noise_scale)
+
+    @property
+    def posterior_covariance(self):
+        """Sigma = (I + W^T W / s^2)^-1 [d, d], whatever the columns (float64)."""
+        precision = np.eye(self.latent_dim) + self.w.T @ self.w / self.noise_scale ** 2
+        return np.linalg.inv(precision)
+
+    @property
+    def best_diagonal_gap(self):
+        """min over diagonal Gaussians q of KL(q || p(z|x)), the same for every x (nats).
+
+        The best q has variances 1 / Lambda_jj (Lambda = Sigma^-1), so the least ELBO
+        gap a diagonal posterior can reach is 0.5 (sum_j log Lambda_jj - log det Lambda).
+        """
+        precision = np.linalg.inv(self.posterior_covariance)
+        _, logdet = np.linalg.slogdet(precision)
+        return 0.5 * (np.sum(np.log(np.diag(precision))) - logdet)
+
     @property
     def posterior_variance(self):
         """diag(Sigma) [d]."""
@@ -90,28 +126,32 @@ class LinearGaussian:
         x = z @ self.w.T + self.b + self.noise_scale * rng.normal(size=(n, self.data_dim))
         return x.astype("float32")
 
-    def vae(self, loc_shift=0.0, scale_factor=1.0, objective="elbo", seed=0, **kwargs):
+    def vae(self, loc_shift=0.0, scale_factor=1.0, objective="elbo", seed=0, posterior=None,
+            **kwargs):
         """A `keras_vae.VAE` with these weights.
 
-        loc_shift = 0 and scale_factor = 1 give the exact posterior; otherwise
-        q(z|x) = N(E[z|x] + loc_shift, (scale_factor^2) Sigma).
+        loc_shift = 0 and scale_factor = 1 give the exact posterior (orthogonal
+        columns); otherwise q(z|x) = N(E[z|x] + loc_shift, (scale_factor^2) Sigma).
+        With `posterior` (a head) the decoder is set and the head is left as built.
         """
         d, dim = self.latent_dim, self.data_dim
         model = keras_vae.VAE(
             latent_dim=d, event_shape=(dim,), encoder=keras.layers.Identity(name="encoder"),
             decoder=keras.layers.Dense(dim, name="decoder"),
-            posterior=DiagonalGaussianPosterior(d, min_scale=0.0, name="posterior"),
+            posterior=posterior or DiagonalGaussianPosterior(d, min_scale=0.0, name="posterior"),
             likelihood=GaussianLikelihood((dim,), scale=self.noise_scale, name="likelihood"),
             objective=objective, seed=seed, **kwargs,
         )
+        model.decoder.kernel.assign(self.w.T.astype("float32"))
+        model.decoder.bias.assign(self.b.astype("float32"))
+        if posterior is not None:
+            return model
         loc_kernel = self._loc_kernel()
         scale = scale_factor * np.sqrt(self.posterior_variance)
         kernel = np.concatenate([loc_kernel, np.zeros((dim, d))], axis=1)
         bias = np.concatenate([-self.b @ loc_kernel + loc_shift, np.log(np.expm1(scale))])
         model.posterior.dense.kernel.assign(kernel.astype("float32"))
         model.posterior.dense.bias.assign(bias.astype("float32"))
-        model.decoder.kernel.assign(self.w.T.astype("float32"))
-        model.decoder.bias.assign(self.b.astype("float32"))
         return model
 
 
