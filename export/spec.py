@@ -89,10 +89,20 @@ class ExportSpec:
         return model.decoder_parameters(z)
 
     def encoder_parameters(self, model, x, condition=None):
-        """model.encoder_parameters(x[, condition]), as `decoder_parameters`."""
+        """(loc, scale) of model.encoder_parameters(x[, condition]), as `decoder_parameters`.
+
+        A posterior head whose parameters are not (loc, scale) (a flow) says what
+        `encode` exports through `export_parameters(params)` -> {'loc', 'scale'}.
+        """
         if self.condition_dim:
-            return model.encoder_parameters(x, condition=condition)
-        return model.encoder_parameters(x)
+            params = model.encoder_parameters(x, condition=condition)
+        else:
+            params = model.encoder_parameters(x)
+        head = getattr(model, "posterior", None)
+        if hasattr(head, "export_parameters"):
+            exported = head.export_parameters(params)
+            return exported[contract.LOC], exported[contract.SCALE]
+        return params
 
     def _decoder_outputs(self, model):
         outputs = self.decoder_parameters(model, tf.zeros((1, self.latent_dim), "float32"))

@@ -225,3 +225,17 @@ def test_save_load_registry_and_refusals(tmp_path):
     assert exported["scale"].shape == (3, 2)
     assert model.encode(x).mean().shape == (3, 2)  # Monte-Carlo mean, deterministic
     np.testing.assert_array_equal(model.encode(x).mean().numpy(), model.encode(x).mean().numpy())
+
+
+def test_exported_encode_of_a_flow_gives_its_center_and_base_scale(tmp_path):
+    from keras_vae.export import api, manifest, runtimes
+
+    model = keras_vae.VAE(latent_dim=3, event_shape=(6, 6, 1), posterior="iaf", seed=0)
+    x = (np.random.default_rng(0).random((5, 6, 6, 1)) > 0.5).astype("float32")
+    api.export_all(model, tmp_path, formats=("savedmodel",))
+    loaded = runtimes.savedmodel(manifest.artefact_path(manifest.load(tmp_path), "savedmodel",
+                                                         tmp_path))
+    outputs = loaded.signatures["encode"](x=tf.constant(x))
+    expected = model.posterior.export_parameters(model.encoder_parameters(x))
+    np.testing.assert_allclose(outputs["loc"].numpy(), expected["loc"], atol=1e-5)
+    np.testing.assert_allclose(outputs["scale"].numpy(), expected["scale"], atol=1e-5)
