@@ -5,12 +5,15 @@ keras-vae evaluate runs/a --k 1000                 # -> runs/a/metrics.json and 
 keras-vae evaluate runs/a --k 5000 --examples 1000 --out nll.json
 ```
 
-The figures are `keras_vae.evaluation.evaluate_model`'s, on the run's test set.
+The figures are `keras_vae.evaluation.evaluate_model`'s, on the run's test set. With
+labels: clustering (a mixture prior), the linear probe (fitted on the first
+`--probe-examples` training examples, binarised like the test set), and for a
+conditional model log p(x|y) per class (`evaluation.uses_report`).
 """
 
 import pathlib
 
-from keras_vae import evaluation, runs
+from keras_vae import data, evaluation, runs
 from keras_vae.cli import _common, _options
 from keras_vae.cli._errors import EXIT_OK
 from keras_vae.cli._options import Option, nonnegative_int, positive_int
@@ -26,6 +29,8 @@ OPTIONS = (
     Option("snr_estimates", ("--snr-estimates",), type=nonnegative_int, default=32,
            metavar="N", help="gradient estimates for the gradient SNR; 0 skips it"),
     Option("seed", ("--seed",), type=nonnegative_int, default=0, help="seed of the draws"),
+    Option("probe_examples", ("--probe-examples",), type=nonnegative_int, default=5000,
+           metavar="N", help="labelled training examples of the linear probe; 0 skips it"),
     Option("out", ("--out",), metavar="FILE", help="the JSON report",
            default_help="RUN_DIR/metrics.json"),
 ) + _options.COMMON
@@ -40,26 +45,48 @@ def run(args):
     run_dir = _common.require_run_dir(args)
     report, out = evaluate_run(run_dir, k=args.k, examples=args.examples,
                                batch_size=args.batch_size, snr_estimates=args.snr_estimates,
-                               seed=args.seed, out=args.out)
+                               seed=args.seed, out=args.out,
+                               probe_examples=args.probe_examples)
     _common.print_table(metrics_table(report), title=f"keras-vae: metrics of {run_dir} (-> {out})")
     return EXIT_OK
 
 
 def evaluate_run(run_dir, k=1000, examples=None, batch_size=20, snr_estimates=32, seed=0,
-                 out=None, model=None, config=None):
+                 out=None, model=None, config=None, probe_examples=0):
     """Evaluates a run's model on its test set; returns (report, path of the JSON report).
 
-    `model` and `config` default to the run folder's (`runs.load_run_model`).
+    `model` and `config` default to the run folder's (`runs.load_run_model`); the
+    linear probe is fitted on `probe_examples` training examples (0, the default: no probe).
     """
     if model is None:
         model, config = runs.load_run_model(run_dir)
-    x, _ = _common.eval_data(config, examples)
+    x, y, uses = _labelled_data(config, examples, probe_examples)
     out = pathlib.Path(out) if out else pathlib.Path(run_dir) / "metrics.json"
     _common.say(f"keras-vae: evaluating {run_dir} on {len(x)} test examples with k={k}")
     report = evaluation.evaluate_model(
         model, x, k=k, seed=seed, batch_size=batch_size, snr_estimates=snr_estimates,
-        report_path=out, protocol=config.get("data"), verbose=1)
+        report_path=out, protocol=config.get("data"), verbose=1, labels=y, uses=uses)
     return report, out
+
+
+def _labelled_data(config, examples, probe_examples):
+    """(x_test, y_test, the `uses` of evaluate_model or None) of a run's config.
+
+    The probe's training images are the first `probe_examples` training examples,
+    binarised once (fixed seed) when the run binarises its test set.
+    """
+    train = {**_options.TrainConfig.from_dict(config.get("train") or {}).to_dict(),
+             "test_examples": None}
+    ds, x_train, x, y, used = _common.load_data(train, examples)
+    if y is None:
+        return x, None, None
+    uses = {"seed": 0}
+    if probe_examples and ds.y_train is not None:
+        x_train = x_train[:probe_examples]
+        if used != "none":
+            x_train = data.binarize(x_train)
+        uses.update(x_train=x_train, y_train=ds.y_train[:len(x_train)])
+    return x, y, uses
 
 
 def metrics_table(report):
@@ -88,7 +115,29 @@ def metrics_table(report):
     collapse = report.get("posterior_collapse")
     if isinstance(collapse, dict) and collapse.get("collapsed"):
         rows.append(("posterior collapse", "yes"))
+    return rows + uses_rows(report)
+
+
+def uses_rows(report):
+    """The rows of clustering, the linear probe and per-class log p(x|y), when present."""
+    rows = []
+    clusters = report.get("clustering")
+    if clusters:
+        model, pixels, latent = (clusters.get(key) or {} for key in
+                                 ("model", "kmeans_pixels", "kmeans_latent"))
+        rows.append(("cluster accuracy", f"{model.get('accuracy', float('nan')):.1%} (NMI "
+                     f"{model.get('nmi', float('nan')):.3f}, ARI {model.get('ari', float('nan')):.3f}"
+                     f"; k-means: pixels {pixels.get('accuracy', float('nan')):.1%}, latent "
+                     f"{latent.get('accuracy', float('nan')):.1%})"))
+    probe = report.get("linear_probe")
+    if probe:
+        rows.append(("linear probe", f"{probe['latent_accuracy']:.1%} (PCA-{probe['latent_dim']}"
+                     f" {probe['pca_accuracy']:.1%}, pixels {probe['pixel_accuracy']:.1%}, "
+                     f"chance {probe['chance']:.1%})"))
+    for label, figures in (report.get("per_class_log_likelihood") or {}).items():
+        rows.append((f"log p(x|y={label})", f"{figures['mean']:.3f} +- "
+                     f"{figures['standard_error']:.3f} nats ({figures['num_examples']})"))
     return rows
 
 
-__all__ = ["OPTIONS", "register", "run", "evaluate_run", "metrics_table"]
+__all__ = ["OPTIONS", "register", "run", "evaluate_run", "metrics_table", "uses_rows"]
