@@ -27,7 +27,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 
-PARTS = ("train", "tfp", "eval", "export", "quality")
+PARTS = ("train", "tfp", "eval", "export", "quality", "uses")
 
 
 def parser():
