@@ -28,8 +28,8 @@ import numpy as np
 
 import common
 
-FULL = {"train": 60000, "epochs_plain": 2, "epochs_mixture": (2, 1), "epochs_conditional": 2,
-        "epochs_classifier": 1, "probe_train": 10000, "test": 10000}  # sized for 2 shared cores
+FULL = {"train": 60000, "epochs_plain": 5, "epochs_mixture": (5, 5), "epochs_conditional": 8,
+        "epochs_classifier": 3, "probe_train": 10000, "test": 10000}  # sized for 2 shared cores
 QUICK = {"train": 2000, "epochs_plain": 1, "epochs_mixture": (1, 1), "epochs_conditional": 1,
          "epochs_classifier": 1, "probe_train": 1000, "test": 500}
 PICTURES = common.REPO / "docs" / "images"
@@ -172,7 +172,7 @@ def run(args):
     out["traversal"] = {**info, "picture": _png(image, "uses_traversals.png")}
     out["clustering"] = _clustering(args, sizes, x, x_test, y_test, plain, spe, log)
     log(f"uses: clustering {out['clustering']['mixture_vae']['accuracy']:.3f}")
-    conditional = _vae(num_classes=10)
+    conditional = _vae(num_classes=10, conditional_prior=True)
     out["conditional_train_s"] = _fit(conditional, x, y, sizes["epochs_conditional"], spe, log)
     classifier, accuracy = _classifier(x, y, x_test, y_test, sizes["epochs_classifier"])
     out["classifier_test_accuracy"] = accuracy
