@@ -177,6 +177,7 @@ class TrainConfig:
     latent_dim: int = None
     likelihood: str = "bernoulli"
     prior: str = "normal"
+    conditional: bool = False
     objective: str = "elbo"
     k: int = None
     num_groups: int = None
@@ -324,6 +325,9 @@ TRAIN_OPTIONS = (
     _setting("likelihood", "--likelihood", choices=names.LIKELIHOODS.names, help="p(x|z)",
              group="model"),
     _setting("prior", "--prior", choices=names.PRIORS.names, help="p(z)", group="model"),
+    _setting("conditional", "--conditional", action="switch", group="model",
+             help="a conditional VAE on the data's labels: q(z|x,y), p(x|z,y) "
+                  "(--prior class_conditional adds a learned p(z|y))"),
     _setting("objective", "--objective", choices=names.OBJECTIVES.names,
              help="the training bound", group="objective"),
     _setting("k", "--k", type=positive_int, metavar="K", group="objective",
