@@ -125,10 +125,11 @@ def uses_rows(report):
     if clusters:
         model, pixels, latent = (clusters.get(key) or {} for key in
                                  ("model", "kmeans_pixels", "kmeans_latent"))
-        rows.append(("cluster accuracy", f"{model.get('accuracy', float('nan')):.1%} (NMI "
-                     f"{model.get('nmi', float('nan')):.3f}, ARI {model.get('ari', float('nan')):.3f}"
-                     f"; k-means: pixels {pixels.get('accuracy', float('nan')):.1%}, latent "
-                     f"{latent.get('accuracy', float('nan')):.1%})"))
+        nan = float("nan")
+        rows.append(("cluster accuracy", f"{model.get('accuracy', nan):.1%} (NMI "
+                     f"{model.get('nmi', nan):.3f}, ARI {model.get('ari', nan):.3f}; k-means: "
+                     f"pixels {pixels.get('accuracy', nan):.1%}, latent "
+                     f"{latent.get('accuracy', nan):.1%})"))
     probe = report.get("linear_probe")
     if probe:
         rows.append(("linear probe", f"{probe['latent_accuracy']:.1%} (PCA-{probe['latent_dim']}"

@@ -161,7 +161,7 @@ def _measure(model, x, settings, snr_batch_size, snr_estimates, verbose, say, la
         warnings.simplefilter("always", PosteriorCollapseWarning)
         collapse = check_posterior_collapse(au, mean_kl)
     for warning in caught:
-        warnings.warn(warning.message, warning.category, stacklevel=3)
+        warnings.warn(warning.message, warning.category, stacklevel=4)  # evaluate_model's caller
     return {"log_likelihood": ll, "bounds": bnds, "active_units": au, "gradient_snr": snr,
             "ess": EffectiveSampleSize(values=ll.ess, k=ll.k), "mean_kl": mean_kl,
             "collapse": collapse}
