@@ -29,7 +29,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 
-PARTS = ("train", "tfp", "eval", "export", "quality", "pixels", "flows")
+PARTS = ("train", "tfp", "eval", "export", "quality", "pixels", "flows", "uses")
 
 
 def parser():

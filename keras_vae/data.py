@@ -183,7 +183,7 @@ def bernoulli_draw(images, seed):
     return tf.cast(u < images, "float32")
 
 
-def training_stream(x, batch_size, seed, start_epoch, epochs, dynamic):
+def training_stream(x, batch_size, seed, start_epoch, epochs, dynamic, labels=None):
     r"""The batches of epochs start_epoch..epochs-1 as one tf.data stream (resumable).
 
     Batch b of epoch e is a pure function of (seed, e, b), so a run resumed at
@@ -202,6 +202,8 @@ def training_stream(x, batch_size, seed, start_epoch, epochs, dynamic):
       start_epoch: the first epoch of the stream (0 for a new run).
       epochs: one past the last epoch.
       dynamic: binarise each batch afresh (Burda et al.'s dynamic binarisation).
+      labels: one label (or condition vector) per example for a conditional model,
+        or None; given, the batches are (x, y) pairs in the same order.
 
     Returns:
       (dataset, steps): a `tf.data.Dataset` of float32 batches, sharded by data
@@ -221,6 +223,7 @@ def training_stream(x, batch_size, seed, start_epoch, epochs, dynamic):
     n, batch_size = len(x), int(batch_size)
     steps = n // batch_size
     images = tf.constant(x)
+    tagged = None if labels is None else tf.constant(np.asarray(labels))
     seed = int(seed) % (2**31 - 1)
 
     def epoch_batches(epoch):
@@ -230,10 +233,10 @@ def training_stream(x, batch_size, seed, start_epoch, epochs, dynamic):
 
         def make_batch(index, step):
             batch = tf.gather(images, index)
-            if not dynamic:
-                return batch
-            return bernoulli_draw(batch, tf.stack([tf.constant(seed + 1, "int64"),
-                                                   epoch * steps + step]))
+            if dynamic:
+                batch = bernoulli_draw(batch, tf.stack([tf.constant(seed + 1, "int64"),
+                                                        epoch * steps + step]))
+            return batch if tagged is None else (batch, tf.gather(tagged, index))
 
         return tf.data.Dataset.zip((batches, tf.data.Dataset.range(steps))).map(make_batch)
 

@@ -12,7 +12,7 @@ import sys
 import traceback
 
 from keras_vae import _backend, _util, runs
-from keras_vae.cli import compare, demo, evaluate, export, sample, serve, train
+from keras_vae.cli import compare, demo, evaluate, export, sample, serve, train, traverse
 from keras_vae.cli._config import read_config_file
 from keras_vae.cli._errors import (
     EXIT_CORRUPT, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_RUN_FOLDER, EXIT_USAGE, PROG,
@@ -20,7 +20,7 @@ from keras_vae.cli._errors import (
 )
 
 #: The command modules, in the order of `keras-vae --help`.
-COMMANDS = (demo, train, evaluate, sample, export, compare, serve)
+COMMANDS = (demo, train, evaluate, sample, traverse, export, compare, serve)
 
 #: Exception type -> exit code; the first match wins. Anything else exits 1.
 EXIT_CODES = (

@@ -178,6 +178,7 @@ class TrainConfig:
     likelihood: str = "bernoulli"
     prior: str = "normal"
     posterior: str = "diagonal_gaussian"
+    conditional: bool = False
     objective: str = "elbo"
     k: int = None
     num_groups: int = None
@@ -335,6 +336,9 @@ TRAIN_OPTIONS = (
     _setting("prior", "--prior", choices=names.PRIORS.names, help="p(z)", group="model"),
     _setting("posterior", "--posterior", choices=names.POSTERIORS.names,
              help="q(z|x): diagonal_gaussian, or a flow (iaf, planar)", group="model"),
+    _setting("conditional", "--conditional", action="switch", group="model",
+             help="a conditional VAE on the data's labels: q(z|x,y), p(x|z,y) "
+                  "(--prior class_conditional adds a learned p(z|y))"),
     _setting("objective", "--objective", choices=names.OBJECTIVES.names,
              help="the training bound", group="objective"),
     _setting("k", "--k", type=positive_int, metavar="K", group="objective",

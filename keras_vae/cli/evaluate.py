@@ -6,12 +6,15 @@ keras-vae evaluate runs/a --k 5000 --examples 1000 --out nll.json
 keras-vae evaluate runs/a --estimator ais --ais-steps 1000 --examples 100   # + 'ais'
 ```
 
-The figures are `keras_vae.evaluation.evaluate_model`'s, on the run's test set.
+The figures are `keras_vae.evaluation.evaluate_model`'s, on the run's test set. With
+labels: clustering (a mixture prior), the linear probe (fitted on the first
+`--probe-examples` training examples, binarised like the test set), and for a
+conditional model log p(x|y) per class (`evaluation.uses_report`).
 """
 
 import pathlib
 
-from keras_vae import _util, evaluation, runs
+from keras_vae import _util, data, evaluation, runs
 from keras_vae.cli import _common, _options
 from keras_vae.cli._errors import EXIT_OK
 from keras_vae.cli._options import Option, nonnegative_int, positive_int
@@ -27,6 +30,8 @@ OPTIONS = (
     Option("snr_estimates", ("--snr-estimates",), type=nonnegative_int, default=32,
            metavar="N", help="gradient estimates for the gradient SNR; 0 skips it"),
     Option("seed", ("--seed",), type=nonnegative_int, default=0, help="seed of the draws"),
+    Option("probe_examples", ("--probe-examples",), type=nonnegative_int, default=5000,
+           metavar="N", help="labelled training examples of the linear probe; 0 skips it"),
     Option("out", ("--out",), metavar="FILE", help="the JSON report",
            default_help="RUN_DIR/metrics.json"),
 ) + _options.COMMON
@@ -57,7 +62,8 @@ def run(args):
     run_dir = _common.require_run_dir(args)
     report, out = evaluate_run(run_dir, k=args.k, examples=args.examples,
                                batch_size=args.batch_size, snr_estimates=args.snr_estimates,
-                               seed=args.seed, out=args.out)
+                               seed=args.seed, out=args.out,
+                               probe_examples=args.probe_examples)
     if getattr(args, "estimator", "is") == "ais":
         report = add_ais(report, out, run_dir, args)
     _common.print_table(metrics_table(report), title=f"keras-vae: metrics of {run_dir} (-> {out})")
@@ -65,46 +71,27 @@ def run(args):
 
 
 def evaluate_run(run_dir, k=1000, examples=None, batch_size=20, snr_estimates=32, seed=0,
-                 out=None, model=None, config=None):
+                 out=None, model=None, config=None, probe_examples=0):
     """Evaluates a run's model on its test set; returns (report, path of the JSON report).
 
-    `model` and `config` default to the run folder's (`runs.load_run_model`).
+    `model` and `config` default to the run folder's (`runs.load_run_model`); the
+    linear probe is fitted on `probe_examples` training examples (0, the default: no probe).
     """
     if model is None:
         model, config = runs.load_run_model(run_dir)
-    x, _ = _common.eval_data(config, examples)
+    x, y, uses = _labelled_data(config, examples, probe_examples)
     out = pathlib.Path(out) if out else pathlib.Path(run_dir) / "metrics.json"
     _common.say(f"keras-vae: evaluating {run_dir} on {len(x)} test examples with k={k}")
     report = evaluation.evaluate_model(
         model, x, k=k, seed=seed, batch_size=batch_size, snr_estimates=snr_estimates,
-        report_path=out, protocol=config.get("data"), verbose=1)
+        report_path=out, protocol=config.get("data"), verbose=1, labels=y, uses=uses)
     return report, out
 
 
-def add_ais(report, out, run_dir, args):
-    """Adds AIS (`evaluation.ais_log_likelihood`, with its protocol) to the report at `out`."""
-    model, config = runs.load_run_model(run_dir)
-    x, _ = _common.eval_data(config, args.examples)
-    _common.say(f"keras-vae: AIS with {args.ais_steps} steps and {args.ais_chains} chains on "
-                f"{len(x)} examples")
-    ais = evaluation.ais_log_likelihood(model, x, num_steps=args.ais_steps,
-                                        num_chains=args.ais_chains,
-                                        leapfrog_steps=args.ais_leapfrog,
-                                        batch_size=args.batch_size, seed=args.seed)
-    report = {**report, "ais": ais.summary()}
-    report["log_likelihood"] = {**(report.get("log_likelihood") or {}), "estimator": "is"}
-    _util.atomic_write_json(pathlib.Path(out), report)
-    return report
-
-
-def _ais_rows(report):
-    ais = report.get("ais") or {}
-    if not ais:
-        return []
-    steps, chains = ais["protocol"]["num_steps"], ais["protocol"]["num_chains"]
-    return [(f"log p(x), AIS T={steps} C={chains}",
-             f"{ais['mean']:.3f} +- {ais['standard_error']:.3f} nats"),
-            ("NLL (AIS)", f"{ais['nll']:.3f} nats")]
+                               seed=args.seed, out=args.out,
+                               probe_examples=args.probe_examples)
+    if getattr(args, "estimator", "is") == "ais":
+        report = add_ais(report, out, run_dir, args)
 
 
 def metrics_table(report):
@@ -137,8 +124,31 @@ def metrics_table(report):
     collapse = report.get("posterior_collapse")
     if isinstance(collapse, dict) and collapse.get("collapsed"):
         rows.append(("posterior collapse", "yes"))
+    return rows + uses_rows(report)
+
+
+def uses_rows(report):
+    """The rows of clustering, the linear probe and per-class log p(x|y), when present."""
+    rows = []
+    clusters = report.get("clustering")
+    if clusters:
+        model, pixels, latent = (clusters.get(key) or {} for key in
+                                 ("model", "kmeans_pixels", "kmeans_latent"))
+        nan = float("nan")
+        rows.append(("cluster accuracy", f"{model.get('accuracy', nan):.1%} (NMI "
+                     f"{model.get('nmi', nan):.3f}, ARI {model.get('ari', nan):.3f}; k-means: "
+                     f"pixels {pixels.get('accuracy', nan):.1%}, latent "
+                     f"{latent.get('accuracy', nan):.1%})"))
+    probe = report.get("linear_probe")
+    if probe:
+        rows.append(("linear probe", f"{probe['latent_accuracy']:.1%} (PCA-{probe['latent_dim']}"
+                     f" {probe['pca_accuracy']:.1%}, pixels {probe['pixel_accuracy']:.1%}, "
+                     f"chance {probe['chance']:.1%})"))
+    for label, figures in (report.get("per_class_log_likelihood") or {}).items():
+        rows.append((f"log p(x|y={label})", f"{figures['mean']:.3f} +- "
+                     f"{figures['standard_error']:.3f} nats ({figures['num_examples']})"))
     return rows
 
 
 __all__ = ["OPTIONS", "ESTIMATORS", "ESTIMATOR_OPTIONS", "register", "run", "evaluate_run",
-           "add_ais", "metrics_table"]
+           "add_ais", "metrics_table", "uses_rows"]

@@ -2,6 +2,8 @@ r"""`keras-vae sample` and `keras-vae interpolate`: pictures of a trained run ->
 
 ```none
 keras-vae sample runs/a -n 64 --temperature 0.8 --seed 1 --out grid.png
+keras-vae sample runs/c --label 3          # a conditional run: 64 samples of class 3
+keras-vae sample runs/c                    # a conditional run: one row per class
 keras-vae interpolate runs/a --pairs 4 --steps 10 --method slerp --out path.png
 ```
 
@@ -13,7 +15,7 @@ import pathlib
 
 import numpy as np
 
-from keras_vae import _util, plotting, runs
+from keras_vae import _util, class_pictures, plotting, runs
 from keras_vae.cli import _common, _options
 from keras_vae.cli._errors import EXIT_OK, UsageError
 from keras_vae.cli._options import Option, integer, nonnegative_float, nonnegative_int, \
@@ -25,8 +27,11 @@ SAMPLE_OPTIONS = (
     Option("temperature", ("--temperature",), type=nonnegative_float, default=1.0,
            metavar="T", help="scale of the prior's spread"),
     Option("seed", ("--seed",), type=nonnegative_int, default=0, help="seed"),
+    Option("label", ("--label",), type=nonnegative_int, metavar="C",
+           help="the class of the samples (a run trained with --conditional)",
+           default_help="one row per class for a conditional run"),
     Option("ncols", ("--ncols",), type=positive_int, help="columns of the grid",
-           default_help="~sqrt(n)"),
+           default_help="~sqrt(n); 10 per class row"),
     Option("scale", ("--scale",), type=positive_int, default=2, help="pixel magnification"),
     Option("npy", ("--npy",), metavar="FILE", help="also save the images as a .npy array"),
     Option("out", ("--out",), metavar="PNG", help="output",
@@ -61,13 +66,43 @@ def run(args):
     run_dir = _common.require_run_dir(args)
     model, _ = runs.load_run_model(run_dir)
     n, t, seed = args.num, args.temperature, args.seed
-    images = np.asarray(model.sample(n, temperature=t, seed=seed), "float32")
-    out = pathlib.Path(args.out or run_dir / "pictures" / f"sample_T{t:g}_seed{seed}.png")
+    if model.is_conditional and args.label is None:
+        return _class_rows(model, run_dir, args)
+    images = np.asarray(_sample(model, n, t, seed, args.label), "float32")
+    tag = "" if args.label is None else f"_label{args.label}"
+    out = pathlib.Path(args.out or run_dir / "pictures" / f"sample_T{t:g}_seed{seed}{tag}.png")
     image = plotting.image_grid(images, ncols=args.ncols, scale=args.scale, path=out)
     if args.npy:
         np.save(args.npy, images)
     _common.say(f"keras-vae: {n} samples at temperature {t:g} (seed {seed}) -> {out} "
                 f"({image.size[0]}x{image.size[1]})")
+    return EXIT_OK
+
+
+def _sample(model, n, t, seed, label):
+    """model.sample, with --label for a conditional run; UsageError for a misfit label."""
+    if label is not None and not model.is_conditional:
+        raise UsageError("--label needs a conditional run (trained with --conditional)")
+    try:
+        return model.sample(n, temperature=t, seed=seed, labels=label)
+    except ValueError as error:  # e.g. a label outside 0..C-1
+        raise UsageError(f"--label {label}: {_util.first_line(error)}") from error
+
+
+def _class_rows(model, run_dir, args):
+    """A conditional run without --label: one row of --ncols (10) samples per class."""
+    if not model.num_classes:
+        raise UsageError("this run is conditioned on vectors, not classes: the CLI cannot "
+                         "sample it; use VAE.sample(n, labels=...) in Python")
+    t, seed, per_class = args.temperature, args.seed, args.ncols or 10
+    out = pathlib.Path(args.out or run_dir / "pictures" / f"sample_T{t:g}_seed{seed}_classes.png")
+    image = class_pictures.class_grid(model, per_class, t, seed, path=out)
+    if args.npy:
+        np.save(args.npy, np.stack([np.asarray(model.sample(per_class, temperature=t, seed=seed,
+                                                            labels=c), "float32")
+                                    for c in range(model.num_classes)]))
+    _common.say(f"keras-vae: {per_class} samples of each of {model.num_classes} classes at "
+                f"temperature {t:g} (seed {seed}) -> {out} ({image.size[0]}x{image.size[1]})")
     return EXIT_OK
 
 
@@ -78,7 +113,7 @@ def run_interpolate(args):
         raise UsageError("--indices and --pairs conflict: give two test indices or a number "
                          "of random pairs")
     model, config = runs.load_run_model(run_dir)
-    x, _ = _common.eval_data(config)
+    x, y = _common.eval_data(config)
     if args.indices is not None:
         if max(args.indices) >= len(x):
             raise UsageError(f"--indices must be < {len(x)} (the test set's size)")
@@ -91,7 +126,9 @@ def run_interpolate(args):
         idx = np.random.default_rng(args.seed).choice(len(x), size=2 * pairs, replace=False)
         ia, ib = idx[:pairs], idx[pairs:]
     try:
-        strips = model.interpolate(x[ia], x[ib], steps=args.steps, method=args.method)
+        labels = y[ia] if model.is_conditional else None  # the first end's class
+        strips = model.interpolate(x[ia], x[ib], steps=args.steps, method=args.method,
+                                   labels=labels)
     except ValueError as error:  # the model's rules (e.g. steps >= 2)
         raise UsageError(f"cannot interpolate: {_util.first_line(error)}") from error
     out = pathlib.Path(args.out or run_dir / "pictures" /

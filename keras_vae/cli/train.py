@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 
-from keras_vae import _util, data, names, objectives, plotting, runs
+from keras_vae import _util, class_pictures, data, names, objectives, plotting, runs
 from keras_vae._backend import keras, tf
 from keras_vae.cli import _common, _options
 from keras_vae.cli._errors import EXIT_OK, CommandFailed, Interrupted, UsageError
@@ -78,19 +78,21 @@ def train(args, command="train"):
     if len(x_train) < config.batch_size:
         raise UsageError(f"the training set has {len(x_train)} examples, fewer than "
                          f"--batch-size {config.batch_size}")
-    model, start_epoch = _model(config, x_train, run_dir if saved else None)
+    labels = _labels(config, ds, len(x_train), y_test)
+    model, start_epoch = _model(config, x_train, run_dir if saved else None,
+                                labels and labels["num_classes"])
     run_dir.mkdir(parents=True, exist_ok=True)
     if saved is None:
         runs.write_config(run_dir, command, config.to_dict(), {
             **ds.protocol, "binarization_used": binarization,
-            "num_train_used": int(len(x_train)), "num_test_used": int(len(x_test))},
-            sys.argv[1:])
+            "num_train_used": int(len(x_train)), "num_test_used": int(len(x_test)),
+            **({"num_classes": labels["num_classes"]} if labels else {})}, sys.argv[1:])
     runs.mark_running(run_dir, config.epochs)
     if saved is not None:
         _common.say(f"keras-vae: resuming {run_dir} at epoch {start_epoch + 1}/{config.epochs}")
     rows = {e: r for e, r in runs.history_rows(run_dir).items() if e <= start_epoch}
     interrupted = _fit(model, run_dir, config, args, (x_train, x_test), start_epoch, rows,
-                       binarization)
+                       binarization, labels)
     pictures = _finish(model, run_dir, config, rows, interrupted, started,
                        (x_test, y_test) if config.pictures and scratch is None else None)
     if scratch is not None:
@@ -117,7 +119,27 @@ STRATEGIES = {"default": tf.distribute.get_strategy, "mirrored": tf.distribute.M
               "multiworker": tf.distribute.MultiWorkerMirroredStrategy}
 
 
-def _model(config, x_train, resume_from):
+def _labels(config, ds, num_train, y_test):
+    """{'train', 'test', 'num_classes'} for a --conditional run, else None.
+
+    Raises:
+      UsageError: --conditional on data without training or test labels.
+    """
+    if not config.conditional:
+        return None
+    if ds.y_train is None or y_test is None:
+        raise UsageError(f"--conditional needs labelled data: {config.data} has no "
+                         f"{'training' if ds.y_train is None else 'test'} labels (a .npz with "
+                         "y_train and y_test, or y; an image folder with a sub-folder per class)")
+    y_train = ds.y_train[:num_train]
+    num_classes = int(max(y_train.max(), y_test.max())) + 1
+    if num_classes < 2 or min(y_train.min(), y_test.min()) < 0:
+        raise UsageError(f"--conditional needs labels in 0..C-1 with C >= 2; {config.data} has "
+                         f"labels in {int(min(y_train.min(), y_test.min()))}..{num_classes - 1}")
+    return {"train": y_train, "test": y_test, "num_classes": num_classes}
+
+
+def _model(config, x_train, resume_from, num_classes=None):
     """The compiled VAE of `config` (and the epoch to start at, from a resumed run's backup)."""
     keras.mixed_precision.set_global_policy(config.precision)
     with STRATEGIES[config.strategy]().scope():
@@ -128,7 +150,8 @@ def _model(config, x_train, resume_from):
                 posterior=config.posterior,
                 objective=objectives.get(config.objective, **config.objective_kwargs()),
                 beta=config.kl_beta, warmup_steps=config.warmup_steps,
-                gradient_estimator=config.gradient_estimator, seed=config.seed)
+                gradient_estimator=config.gradient_estimator, seed=config.seed,
+                num_classes=num_classes)
         except (ValueError, TypeError) as error:  # the library's rules, e.g. free bits
             raise UsageError(f"cannot build the model: {_util.first_line(error)}") from error
         model.initialize_output_bias(x_train)
@@ -138,12 +161,14 @@ def _model(config, x_train, resume_from):
         return model, runs.restore(model, resume_from) if resume_from else 0
 
 
-def _fit(model, run_dir, config, args, xs, start_epoch, rows, binarization):
+def _fit(model, run_dir, config, args, xs, start_epoch, rows, binarization, labels=None):
     """model.fit over the remaining epochs; returns the epoch a Ctrl-C stopped, or None."""
     x_train, x_test = xs
     stream, steps = data.training_stream(x_train, config.batch_size, config.seed, start_epoch,
-                                         config.epochs, dynamic=binarization == "dynamic")
-    val = tf.data.Dataset.from_tensor_slices(x_test.astype("float32")).batch(config.batch_size)
+                                         config.epochs, dynamic=binarization == "dynamic",
+                                         labels=labels and labels["train"])
+    val = tf.data.Dataset.from_tensor_slices(x_test.astype("float32") if labels is None else (
+        x_test.astype("float32"), labels["test"])).batch(config.batch_size)
     flag = _common.InterruptFlag()
     callbacks = runs.callbacks(run_dir, rows, config.seed, flag, args.epoch_delay,
                                config.early_stopping)
@@ -176,8 +201,9 @@ def _finish(model, run_dir, config, rows, interrupted, started, pictures_of):
     nonfinite = int(model.nonfinite_steps.numpy())
     pictures = {}
     if pictures_of is not None:
-        pictures = plotting.run_pictures(model, *pictures_of, runs.read_history(run_dir),
-                                         run_dir / "pictures", config.seed)
+        draw = class_pictures if model.is_conditional else plotting
+        pictures = draw.run_pictures(model, *pictures_of, runs.read_history(run_dir),
+                                     run_dir / "pictures", config.seed)
     shutil.rmtree(run_dir / runs.BACKUP, ignore_errors=True)
     runs.write_state(run_dir, status="stopped_nonfinite" if nonfinite else "finished",
                      epochs_done=done, epochs=config.epochs, stopped_early=done < config.epochs,

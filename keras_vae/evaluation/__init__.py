@@ -51,7 +51,9 @@ the prior to p(x, z)) and its bidirectional check on simulated data (`bdmc`: `bd
 the reverse-AIS upper bound; Grosse et al., 2015; Wu et al., 2017).
 
 Modules: `results` (what the measures return), `streaming` (k samples in chunks),
-`measures` (the functions above), `report` (`evaluate_model`, the collapse check).
+`measures` (the functions above), `report` (`evaluate_model`, the collapse check),
+`clustering` (mixture-prior clusters, k-means baselines; `matching`, `kmeans`),
+`probe` (`linear_probe`: a logistic regression on the latent means, PCA, pixels).
 
 References:
   Y. Burda, R. Grosse, R. Salakhutdinov. Importance Weighted Autoencoders. ICLR 2016.
@@ -72,6 +74,11 @@ from keras_vae.evaluation.report import (
 from keras_vae.evaluation.results import (
     ACTIVE_UNIT_THRESHOLD, ActiveUnits, Bounds, EffectiveSampleSize, GradientSNR, LogLikelihood,
 )
+# Clustering and features (issue 13): `clustering` is the module, callable as
+# clustering(model, x, labels); `linear_probe` the probe.
+from keras_vae.evaluation import clustering  # noqa: E402
+from keras_vae.evaluation.clustering import ClusteringResult  # noqa: E402
+from keras_vae.evaluation.probe import ProbeResult, linear_probe  # noqa: E402
 
 __all__ = [
     "log_likelihood", "effective_sample_size", "bounds", "active_units", "gradient_snr",
@@ -79,4 +86,5 @@ __all__ = [
     "Bounds", "ActiveUnits", "GradientSNR", "PosteriorCollapseWarning",
     "ACTIVE_UNIT_THRESHOLD", "COLLAPSE_KL_THRESHOLD",
     "ais_log_likelihood", "reverse_ais", "bdmc_gap", "AISEstimate", "BDMCGap",
+    "clustering", "ClusteringResult", "linear_probe", "ProbeResult",
 ]

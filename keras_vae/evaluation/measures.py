@@ -19,7 +19,8 @@ from keras_vae.evaluation.results import (
 )
 
 
-def log_likelihood(model, data, k=5000, batch_size=20, chunk_size=500, seed=0, verbose=0):
+def log_likelihood(model, data, k=5000, batch_size=20, chunk_size=500, seed=0, verbose=0,
+                   labels=None):
     r"""Importance-sampled log p(x) per example, with q(z|x) as the proposal.
 
     ```none
@@ -40,17 +41,20 @@ def log_likelihood(model, data, k=5000, batch_size=20, chunk_size=500, seed=0, v
       chunk_size: samples per example per forward pass.
       seed: int seed of the draws (the same seed gives the same estimate).
       verbose: show a progress bar.
+      labels: a conditional model's labels (or condition vectors), one per example:
+        the estimate is then log p(x|y), with q(z|x, y) as the proposal.
 
     Returns:
       A `LogLikelihood` with `.values` [N], `.mean`, `.standard_error`, `.nll`,
       `.ess` [N].
     """
-    sums = streaming.stream(model, data, k, batch_size, chunk_size, seed, verbose, "log_likelihood")
+    sums = streaming.stream(model, data, k, batch_size, chunk_size, seed, verbose, "log_likelihood",
+                            labels=labels)
     return LogLikelihood(values=sums["lse"] - math.log(int(k)), ess=_ess(sums), k=int(k))
 
 
 def effective_sample_size(model, data, k=100, batch_size=100, chunk_size=500, seed=0,
-                          verbose=0):
+                          verbose=0, labels=None):
     r"""ESS of the normalised importance weights per example: 1 / sum_s w~_s^2.
 
     ```none
@@ -58,17 +62,18 @@ def effective_sample_size(model, data, k=100, batch_size=100, chunk_size=500, se
     ```
 
     ESS = k when q(z|x) is the exact posterior, and falls towards 1 as q and
-    the posterior part (Kong, 1992). Streamed in chunks like `log_likelihood`.
+    the posterior part (Kong, 1992). Streamed in chunks like `log_likelihood`
+    (`labels` as there).
 
     Returns:
       An `EffectiveSampleSize` with `.values` [N], `.mean`.
     """
     sums = streaming.stream(model, data, k, batch_size, chunk_size, seed, verbose,
-                             "effective_sample_size")
+                             "effective_sample_size", labels=labels)
     return EffectiveSampleSize(values=_ess(sums), k=int(k))
 
 
-def bounds(model, data, k=None, batch_size=100, chunk_size=100, seed=0, verbose=0):
+def bounds(model, data, k=None, batch_size=100, chunk_size=100, seed=0, verbose=0, labels=None):
     r"""ELBO, IWAE_k, KL and reconstruction per example over a data set.
 
     ```none
@@ -80,12 +85,14 @@ def bounds(model, data, k=None, batch_size=100, chunk_size=100, seed=0, verbose=
 
     Args:
       k: samples per example; defaults to the model objective's number of samples.
+      labels: a conditional model's labels, one per example (the bounds of log p(x|y)).
 
     Returns:
       A `Bounds` with [N] arrays and `.summary()`.
     """
     k = int(k or model.objective.num_samples)
-    sums = streaming.stream(model, data, k, batch_size, chunk_size, seed, verbose, "bounds")
+    sums = streaming.stream(model, data, k, batch_size, chunk_size, seed, verbose, "bounds",
+                            labels=labels)
     reconstruction = sums["sum_log_likelihood"] / k
     kl = sums["sum_kl"] / k
     return Bounds(elbo=reconstruction - kl, iwae=sums["lse"] - math.log(k), kl=kl,

@@ -13,6 +13,8 @@ sum_kl              sum_s (log q(z_s|x) - log p(z_s)), or k * KL(q || p) where a
 so memory holds one chunk, [chunk_size, batch_size, *event_shape], whatever k.
 """
 
+import functools
+
 import numpy as np
 
 from keras_vae._backend import keras, tf
@@ -21,7 +23,7 @@ from keras_vae._backend import keras, tf
 SUMS = ("lse", "lse2", "sum_log_likelihood", "sum_kl")
 
 
-def stream(model, data, k, batch_size, chunk_size, seed, verbose, label):
+def stream(model, data, k, batch_size, chunk_size, seed, verbose, label, labels=None):
     """Runs the model over `data` with k samples per example in chunks.
 
     Args:
@@ -33,6 +35,8 @@ def stream(model, data, k, batch_size, chunk_size, seed, verbose, label):
       seed: int seed of the draws.
       verbose: show a progress bar over the examples.
       label: the measure's name, for the messages.
+      labels: a conditional model's labels or condition vectors, one per example
+        of an array (a dataset or a tuple (x, y) carries its own).
 
     Returns:
       A dict of float64 [N] arrays, keyed by `SUMS`.
@@ -50,8 +54,9 @@ def stream(model, data, k, batch_size, chunk_size, seed, verbose, label):
     parts = {name: [] for name in SUMS}
     progbar = keras.utils.Progbar(length(data), unit_name="example") if verbose else None
     done = 0
-    for x in batches(model, data, batch_size):
-        for name, values in _stream_batch(chunk, x, k, min(chunk_size, k)).items():
+    for x, condition in labelled_batches(model, data, labels, batch_size, label):
+        chunk_of = chunk if condition is None else functools.partial(chunk, condition=condition)
+        for name, values in _stream_batch(chunk_of, x, k, min(chunk_size, k)).items():
             parts[name].append(values)
         done += int(x.shape[0])
         if progbar is not None:
@@ -65,9 +70,10 @@ def _chunk_function(model, seed_generator):
     """A tf.function (x, num_samples) -> the four sums of one chunk of samples, [B] each."""
 
     @tf.function(reduce_retracing=True)
-    def chunk(x, num_samples):
+    def chunk(x, num_samples, condition=None):
+        given = {} if condition is None else {"condition": condition}
         terms = model.compute_terms(x, num_samples=num_samples, training=False,
-                                    seed=seed_generator)
+                                    seed=seed_generator, **given)
         log_w = terms.log_weights()
         if terms.kl is not None:
             kl = tf.cast(num_samples, "float32") * terms.kl
@@ -123,6 +129,44 @@ def batches(model, data, batch_size):
         yield tf.constant(array[start:start + int(batch_size)])
 
 
+def labelled_batches(model, data, labels, batch_size, label="data"):
+    """Yields (x [B, *event_shape], c(y) [B, c] or None): `batches` with the condition.
+
+    An unconditional model gets None (its labels, if any, are ignored). A
+    conditional one takes `labels` beside an array, or the y of a tuple (x, y) or
+    of a dataset's (x, y) batches.
+
+    Raises:
+      ValueError: a conditional model without labels, or labels that do not fit.
+    """
+    if not getattr(model, "is_conditional", False):
+        for x in batches(model, data, batch_size):
+            yield x, None
+        return
+    if isinstance(data, tf.data.Dataset):
+        for batch in data:
+            x, y, _ = keras.utils.unpack_x_y_sample_weight(batch)
+            if y is None:
+                raise ValueError(f"{label}: the model is conditional; give a dataset of "
+                                 "(x, y) batches.")
+            model.validate_inputs(x.numpy(), "a batch of data")
+            yield tf.cast(x, "float32"), model.condition_vector(y.numpy())
+        return
+    if labels is None and isinstance(data, (tuple, list)) and len(data) > 1:
+        labels = data[1]
+    if labels is None:
+        raise ValueError(f"{label}: the model is conditional "
+                         f"({model.condition.describe()}): give labels=, one per example, "
+                         "to estimate log p(x|y).")
+    labels = np.asarray(labels.numpy() if hasattr(labels, "numpy") else labels)
+    if len(labels) != length(data):
+        raise ValueError(f"{label}: {len(labels)} labels for {length(data)} examples.")
+    vectors = model.condition_vector(labels).numpy()
+    for start, x in zip(range(0, len(vectors), int(batch_size)),
+                        batches(model, data, batch_size)):
+        yield x, tf.constant(vectors[start:start + int(batch_size)])
+
+
 def length(data):
     """The number of examples of an array or tuple (x, ...); None for a dataset."""
     if isinstance(data, tf.data.Dataset):
@@ -137,4 +181,4 @@ def _features(data):
     return data
 
 
-__all__ = ["SUMS", "stream", "batches", "length"]
+__all__ = ["SUMS", "stream", "batches", "labelled_batches", "length"]

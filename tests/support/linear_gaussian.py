@@ -24,6 +24,19 @@ ELBO gap any diagonal q can reach (the flow posteriors' test).
 Two ways in: the class `LinearGaussian` (by column norms, or `from_weights(w, b, s)`),
 and the functions `make_problem`, `log_marginal`, `sample_data`, `make_vae` over
 arrays (w, b, s), which are the class's closed forms.
+
+The conditional model (`LinearGaussian.conditional`, a `ConditionalLinearGaussian`)
+adds a class y in 0..C-1 (one-hot c) that shifts the data and the prior's location:
+
+```none
+z | y ~ N(m_y, diag(t^2)),   x | z, y ~ N(W z + b + a_y, s^2 I_D)
+p(x|y)   = N(x; W m_y + b + a_y, W diag(t^2) W^T + s^2 I_D)
+p(z|x,y) = N(z; Sigma_t (m_y / t^2 + W^T (x - b - a_y) / s^2), Sigma_t),
+           Sigma_t = diag(1 / (1 / t^2 + c_j^2 / s^2))
+```
+
+Sigma_t does not depend on y, so a Dense head on concat(x, one_hot(y)) is the
+exact posterior; m = 0, t = 1 is the standard-normal prior.
 """
 
 import numpy as np
@@ -126,6 +139,10 @@ class LinearGaussian:
         x = z @ self.w.T + self.b + self.noise_scale * rng.normal(size=(n, self.data_dim))
         return x.astype("float32")
 
+    def conditional(self, shift, prior_loc=None, prior_scale=1.0):
+        """The conditional model with data shifts a_y = shift[y] [C, D] (see the module)."""
+        return ConditionalLinearGaussian(self, shift, prior_loc, prior_scale)
+
     def vae(self, loc_shift=0.0, scale_factor=1.0, objective="elbo", seed=0, posterior=None,
             **kwargs):
         """A `keras_vae.VAE` with these weights.
@@ -152,6 +169,80 @@ class LinearGaussian:
         bias = np.concatenate([-self.b @ loc_kernel + loc_shift, np.log(np.expm1(scale))])
         model.posterior.dense.kernel.assign(kernel.astype("float32"))
         model.posterior.dense.bias.assign(bias.astype("float32"))
+        return model
+
+
+class ConditionalLinearGaussian:
+    """The linear-Gaussian model with a class y: shifted data, a prior location per class.
+
+    Args:
+      base: the `LinearGaussian` (W, b, s).
+      shift: a_y, [C, D].
+      prior_loc: m_y, [C, d] (default zeros).
+      prior_scale: t, a scalar or [d], the same for every class.
+    """
+
+    def __init__(self, base, shift, prior_loc=None, prior_scale=1.0):
+        self.base = base
+        self.shift = np.asarray(shift, "float64")
+        self.num_classes = self.shift.shape[0]
+        d = base.latent_dim
+        self.prior_loc = (np.zeros((self.num_classes, d)) if prior_loc is None
+                          else np.asarray(prior_loc, "float64"))
+        self.prior_scale = np.broadcast_to(np.asarray(prior_scale, "float64"), (d,)).copy()
+
+    @property
+    def posterior_variance(self):
+        """diag(Sigma_t) [d], the same for every class."""
+        return 1.0 / (1.0 / self.prior_scale ** 2
+                      + self.base.column_norms ** 2 / self.base.noise_scale ** 2)
+
+    def marginal_log_prob(self, x, y):
+        """log p(x|y), float64 [N], for x [N, D] and integer labels y [N]."""
+        x, y = np.asarray(x, "float64"), np.asarray(y)
+        w, b, s2 = self.base.w, self.base.b, self.base.noise_scale ** 2
+        cov = (w * self.prior_scale ** 2) @ w.T + s2 * np.eye(self.base.data_dim)
+        _, logdet = np.linalg.slogdet(cov)
+        diff = x - (self.prior_loc[y] @ w.T + b + self.shift[y])
+        maha = np.einsum("nd,nd->n", diff, np.linalg.solve(cov, diff.T).T)
+        return -0.5 * (self.base.data_dim * np.log(2 * np.pi) + logdet + maha)
+
+    def sample(self, n, seed=1):
+        """(x float32 [n, D], y int64 [n]) with y uniform over the classes."""
+        rng = np.random.default_rng(seed)
+        y = rng.integers(0, self.num_classes, n)
+        z = self.prior_loc[y] + self.prior_scale * rng.normal(size=(n, self.base.latent_dim))
+        noise = self.base.noise_scale * rng.normal(size=(n, self.base.data_dim))
+        return (z @ self.base.w.T + self.base.b + self.shift[y] + noise).astype("float32"), y
+
+    def vae(self, conditional_prior=False, loc_shift=0.0, objective="elbo", seed=0, **kwargs):
+        """A conditional `keras_vae.VAE` (num_classes=C) with these weights and exact q.
+
+        Without `conditional_prior` the model's prior is N(0, I): use m = 0, t = 1.
+        q(z|x, y) = N(E[z|x, y] + loc_shift, Sigma_t).
+        """
+        base, d, dim = self.base, self.base.latent_dim, self.base.data_dim
+        model = keras_vae.VAE(
+            latent_dim=d, event_shape=(dim,), encoder=keras.layers.Identity(name="encoder"),
+            decoder=keras.layers.Dense(dim, name="decoder"),
+            posterior=DiagonalGaussianPosterior(d, min_scale=0.0, name="posterior"),
+            likelihood=GaussianLikelihood((dim,), scale=base.noise_scale, name="likelihood"),
+            objective=objective, seed=seed, num_classes=self.num_classes,
+            conditional_prior=conditional_prior, **kwargs,
+        )
+        var, s2 = self.posterior_variance, base.noise_scale ** 2
+        x_kernel = base.w * var / s2                                        # [D, d]
+        c_kernel = self.prior_loc * var / self.prior_scale ** 2 - self.shift @ x_kernel
+        kernel = np.block([[x_kernel, np.zeros((dim, d))], [c_kernel, np.zeros_like(c_kernel)]])
+        bias = np.concatenate([-base.b @ x_kernel + loc_shift, np.log(np.expm1(np.sqrt(var)))])
+        model.posterior.dense.kernel.assign(kernel.astype("float32"))
+        model.posterior.dense.bias.assign(bias.astype("float32"))
+        model.decoder.kernel.assign(np.concatenate([base.w.T, self.shift]).astype("float32"))
+        model.decoder.bias.assign(base.b.astype("float32"))
+        if conditional_prior:
+            raw = np.log(np.expm1(self.prior_scale - model.prior.min_scale))
+            model.prior.loc.assign(self.prior_loc.astype("float32"))
+            model.prior.raw_scale.assign(np.tile(raw, (self.num_classes, 1)).astype("float32"))
         return model
 
 
