@@ -88,10 +88,50 @@ def evaluate_run(run_dir, k=1000, examples=None, batch_size=20, snr_estimates=32
     return report, out
 
 
-                               seed=args.seed, out=args.out,
-                               probe_examples=args.probe_examples)
-    if getattr(args, "estimator", "is") == "ais":
-        report = add_ais(report, out, run_dir, args)
+def add_ais(report, out, run_dir, args):
+    """Adds AIS (`evaluation.ais_log_likelihood`, with its protocol) to the report at `out`."""
+    model, config = runs.load_run_model(run_dir)
+    x, _ = _common.eval_data(config, args.examples)
+    _common.say(f"keras-vae: AIS with {args.ais_steps} steps and {args.ais_chains} chains on "
+                f"{len(x)} examples")
+    ais = evaluation.ais_log_likelihood(model, x, num_steps=args.ais_steps,
+                                        num_chains=args.ais_chains,
+                                        leapfrog_steps=args.ais_leapfrog,
+                                        batch_size=args.batch_size, seed=args.seed)
+    report = {**report, "ais": ais.summary()}
+    report["log_likelihood"] = {**(report.get("log_likelihood") or {}), "estimator": "is"}
+    _util.atomic_write_json(pathlib.Path(out), report)
+    return report
+
+
+def _ais_rows(report):
+    ais = report.get("ais") or {}
+    if not ais:
+        return []
+    steps, chains = ais["protocol"]["num_steps"], ais["protocol"]["num_chains"]
+    return [(f"log p(x), AIS T={steps} C={chains}",
+             f"{ais['mean']:.3f} +- {ais['standard_error']:.3f} nats"),
+            ("NLL (AIS)", f"{ais['nll']:.3f} nats")]
+
+
+def _labelled_data(config, examples, probe_examples):
+    """(x_test, y_test, the `uses` of evaluate_model or None) of a run's config.
+
+    The probe's training images are the first `probe_examples` training examples,
+    binarised once (fixed seed) when the run binarises its test set.
+    """
+    train = {**_options.TrainConfig.from_dict(config.get("train") or {}).to_dict(),
+             "test_examples": None}
+    ds, x_train, x, y, used = _common.load_data(train, examples)
+    if y is None:
+        return x, None, None
+    uses = {"seed": 0}
+    if probe_examples and ds.y_train is not None:
+        x_train = x_train[:probe_examples]
+        if used != "none":
+            x_train = data.binarize(x_train)
+        uses.update(x_train=x_train, y_train=ds.y_train[:len(x_train)])
+    return x, y, uses
 
 
 def metrics_table(report):
