@@ -268,13 +268,26 @@ def remove_leftovers(folders):
     """Removes the staging folders (`.tmp-PID-*`) of processes that no longer run.
 
     Folders of a live process (another export now) are left alone; `.old-*` asides
-    are the journal's (`recover`) and are not touched here.
+    are the journal's (`recover`): only an empty one (made just before a kill that
+    came before the journal) is removed; a journal's temporary file is removed
+    where no journal is.
     """
     for folder in folders:
         folder = pathlib.Path(folder)
         if not folder.is_dir():
             continue
-        for path in folder.glob(".tmp-*"):
-            pid = path.name.split("-")[1]
-            if not (pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid))):
+        if not (folder / JOURNAL).exists():  # a journal torn while written: nothing moved
+            for path in folder.glob(f".{JOURNAL}.*.tmp"):  # _util.atomic_write_*
                 remove(path)
+        for path in folder.glob(".tmp-*"):
+            if not _live_owner(path):
+                remove(path)
+        for path in folder.glob(".old-*"):  # made before the journal: empty, else untouched
+            if not _live_owner(path) and path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
+
+
+def _live_owner(path):
+    """True if the `.tmp-PID-*` / `.old-PID-*` folder belongs to another live process."""
+    pid = path.name.split("-")[1]
+    return pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid))

@@ -66,8 +66,15 @@ def fsync_path(path):
 def commit_file(tmp, path):
     """fsync `tmp`, rename it onto `path` (atomic on one file system), fsync the folder."""
     fsync_path(tmp)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's files are private; others' are not
     os.replace(tmp, path)
     fsync_path(pathlib.Path(path).parent)
+
+
+def _umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def weights_name(epoch):
@@ -135,11 +142,13 @@ def remove_leftovers(folder):
         return
     mine = f".tmp-{os.getpid()}-"
     for path in folder.iterdir():
-        name = path.name
-        stale = (name.startswith(".tmp-") and not name.startswith(mine)) or (
-            name.startswith(".") and name.endswith(".tmp"))
-        if stale and path.is_file():
+        if is_leftover(path.name) and not path.name.startswith(mine) and path.is_file():
             path.unlink(missing_ok=True)
+
+
+def is_leftover(name):
+    """True for the name of a temporary file of an atomic write (`remove_leftovers`)."""
+    return name.startswith(".tmp-") or (name.startswith(".") and name.endswith(".tmp"))
 
 
 def _candidates(backup_dir, metadata):
@@ -248,5 +257,6 @@ def save_keras(model, path):
 __all__ = [
     "METADATA", "LEGACY_WEIGHTS", "CorruptBackupError", "fsync_path", "commit_file",
     "weights_name", "read_metadata", "read_metadata_file", "save", "remove_leftovers",
+    "is_leftover",
     "restore", "RunBackup", "BestModel", "save_keras",
 ]

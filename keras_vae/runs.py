@@ -209,7 +209,7 @@ def prepare(run_dir, resume=False, overwrite=False):
         return config
     if run_dir.exists() and not run_dir.is_dir():
         raise RunFolderError(f"--out {run_dir} is a file, not a folder")
-    if run_dir.is_dir() and any(run_dir.iterdir()):
+    if run_dir.is_dir() and not _empty(run_dir):
         if not is_run(run_dir):
             raise RunFolderError(f"--out {run_dir} exists and is not a keras-vae run folder; "
                                  "choose another folder")
@@ -218,6 +218,10 @@ def prepare(run_dir, resume=False, overwrite=False):
                                  "or replace it with --overwrite")
         _check_not_in_use(run_dir)
     return None
+
+
+def _empty(run_dir):  # no files but the temporary ones of a killed atomic write
+    return all(backup.is_leftover(p.name) for p in pathlib.Path(run_dir).iterdir())
 
 
 def replace(run_dir):
@@ -230,7 +234,8 @@ def replace(run_dir):
     run_dir = pathlib.Path(run_dir)
     for leftover in run_dir.parent.glob(f".{run_dir.name}.replaced-*"):
         shutil.rmtree(leftover, ignore_errors=True)
-    if not run_dir.is_dir() or not any(run_dir.iterdir()):
+    if not run_dir.is_dir() or _empty(run_dir):
+        backup.remove_leftovers(run_dir)
         return
     if not is_run(run_dir):
         raise RunFolderError(f"--out {run_dir} exists and is not a keras-vae run folder")
@@ -250,12 +255,8 @@ def remove_leftovers(run_dir):
 
 
 def restore(model, run_dir):
-    """Loads the run's backup (`backup.restore`); returns the epoch a resumed run starts at.
-
-    The latest state is loaded, else the previous good one; 0 when there is none.
-
-    Raises:
-      CorruptRunError: neither state loads.
+    """Loads the run's backup (`backup.restore`: the latest state, else the previous good one);
+    returns the epoch a resumed run starts at (0: none). Raises CorruptRunError: neither loads.
     """
     try:
         return backup.restore(model, pathlib.Path(run_dir) / BACKUP)
