@@ -40,14 +40,8 @@ def _number(kind, check, expected):
         return value
 
     convert.__name__ = expected
-    convert.kind = kind  # what a config file must give: an int, or a number (`value_kind`)
+    convert.kind = kind  # what a config file must give: an int, or a number (_config)
     return convert
-
-
-def value_kind(converter):
-    """int or float when `converter` (an Option's type) reads a number, else None."""
-    kind = getattr(converter, "kind", converter)
-    return kind if kind in (int, float) else None
 
 
 positive_int = _number(int, lambda v: v > 0, "a positive integer")
@@ -239,6 +233,8 @@ class TrainConfig:
         Raises:
           UsageError: an option given that would change a saved setting.
         """
+        from keras_vae.cli._config import checked_settings  # it reads these rows
+
         saved = cls.from_dict(checked_settings(saved, "the run's config.json"))
         wanted = cls.from_dict({**saved.to_dict(),
                                 **{k: v for k, v in given.items() if k in cls.keys()}})
@@ -389,19 +385,6 @@ RUN_OPTIONS = (
            hidden=True),  # a testing aid: keeps a tiny run alive long enough to kill it
 )
 
-def checked_settings(values, where):
-    """A config.json "train" section with each value checked by its option row (`_config`).
-
-    Raises:
-      UsageError: naming `where` and the setting, when a value has the wrong type or range.
-    """
-    from keras_vae.cli import _config  # _config reads files; the rows live here
-
-    rows = {o.dest: o for o in TRAIN_OPTIONS}
-    return {key: _config.coerce(rows[key], value, f"{where}: setting '{key}'")
-            if key in rows else value for key, value in dict(values).items()}
-
-
 #: Every option of `keras-vae train` with its default (what config.json and the flags fill).
 TRAIN_DEFAULTS = {**_TRAIN.to_dict(), **{o.dest: o.default for o in RUN_OPTIONS}}
 
@@ -409,5 +392,5 @@ __all__ = [
     "PRECISIONS", "STRATEGIES", "BINARIZATIONS", "positive_int", "nonnegative_int",
     "positive_float", "nonnegative_float", "number", "integer", "Option", "add_options",
     "add_command", "COMMON", "run_dir_option", "TrainConfig", "TRAIN_OPTIONS", "RUN_OPTIONS",
-    "TRAIN_DEFAULTS", "value_kind", "checked_settings",
+    "TRAIN_DEFAULTS",
 ]
