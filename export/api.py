@@ -10,9 +10,14 @@ OUT/
 
 Everything is written into hidden staging folders beside its final place
 (`_staging.staged`: the SavedModel version in `OUT/savedmodel/NAME/.tmp-VERSION-*`),
-checked, and only then renamed into place, the manifest last. A failed check
-removes the staging folders and the folders the call created: no artefact of a
-failed export is left behind. File names are `contract`'s.
+checked, and only then swapped into place through a journal
+(`OUT/.export-transaction.json`): with `overwrite`, the old version, ONNX and
+TFLite files and manifest stay until the new ones are complete and checked; the
+manifest leaves first and comes back last, so it never disagrees with the files.
+A failed check removes the staging folders and the folders the call created: no
+artefact of a failed export is left behind. An export killed during the swap is
+finished or undone by the next `export_all` (`recover`), which also removes the
+staging folders of dead exports. File names are `contract`'s.
 """
 
 import pathlib
@@ -94,7 +99,8 @@ def export_all(model_or_keras_path, out_dir, name="vae", version=1, overwrite=Fa
     formats = normalize_formats(formats)
     out_dir = pathlib.Path(out_dir)
     final = contract.targets(out_dir, name, version, formats)
-    with _staging.staged(final, overwrite, root=out_dir.parent) as stage:
+    journal = recover(out_dir)
+    with _staging.staged(final, overwrite, root=out_dir.parent, journal=journal) as stage:
         model, spec = spec_lib.prepare(model_or_keras_path)
         parity = _write_artefacts(model, spec, stage, formats, opset, str(name))
         extra = {contract.ARTEFACT_SAVEDMODEL: {
@@ -106,6 +112,22 @@ def export_all(model_or_keras_path, out_dir, name="vae", version=1, overwrite=Fa
                                       formats)
         manifest_lib.write(manifest, stage[contract.ARTEFACT_MANIFEST])
     return manifest
+
+
+def recover(out_dir):
+    """Finishes or undoes the swap of an export killed in `out_dir`, and removes the staging
+    folders that dead exports left (`_staging.recover`, `remove_leftovers`); returns the
+    journal's path."""
+    out_dir = pathlib.Path(out_dir)
+    journal = out_dir / _staging.JOURNAL
+    _staging.recover(journal)
+    folders = {out_dir} | {path.parent for path in contract.targets(
+        out_dir, "vae", 1, FORMATS).values()}
+    sm = out_dir / contract.SAVEDMODEL_DIR
+    if sm.is_dir():
+        folders |= {path for path in sm.iterdir() if path.is_dir()}
+    _staging.remove_leftovers(folders)
+    return journal
 
 
 def main(argv=None):
@@ -120,4 +142,4 @@ def main(argv=None):
     return cli_export.module_main(argv)
 
 
-__all__ = ["FORMATS", "MANIFEST", "normalize_formats", "export_all", "main"]
+__all__ = ["FORMATS", "MANIFEST", "normalize_formats", "export_all", "recover", "main"]

@@ -8,7 +8,8 @@ RUN/
   history.json, .csv   one value per epoch and metric (a resumed run appends)
   model.keras          the trained model (after Ctrl-C: the weights so far)
   checkpoints/best.keras   the best val_loss so far
-  backup/              Keras's BackupAndRestore; removed once the run is complete
+  backup/              the training state after each epoch (`keras_vae.backup`: atomic, the
+                       previous good state kept); removed once the run is complete
   logs/                TensorBoard (when the tensorboard package is installed)
   pictures/            plotting.run_pictures
 
@@ -17,10 +18,13 @@ status:  running --(fit ends)--> finished | stopped_nonfinite
          running --(killed: the process is gone)--> running --(resume)--> running
 ```
 
-Every file is written atomically (`_util.atomic_write_*`), so a killed run
-leaves the old version of a file or the new one. Batches, binarisation and
-noise are functions of (seed, epoch), so a resumed run ends where an
-uninterrupted one would have.
+Every file is written atomically (temp file, fsync, rename: `_util.atomic_write_*`,
+`backup.save_keras`), so a killed run leaves the old version of a file or the new
+one. Batches, binarisation and noise are functions of (seed, epoch), so a resumed
+run ends where an uninterrupted one would have. state.json records the training
+process (pid, host, boot id, its start time), so a pid reused by another process
+(after a container restart) does not lock the run. An existing run is replaced
+only by `replace`, which the CLI calls once the new run's data and model are ready.
 """
 
 import csv
@@ -32,13 +36,12 @@ import math
 import os
 import pathlib
 import shutil
-import socket
 import time
 import warnings
 
 import numpy as np
 
-from keras_vae import _util
+from keras_vae import _util, backup, process
 from keras_vae._backend import keras
 
 RUN_MARKER = "keras_vae_run"
@@ -160,45 +163,41 @@ def write_history(run_dir, rows):
 
 
 def save_model(model, path):
-    """`model.save(path)` through a temporary file beside it, renamed into place."""
-    path = pathlib.Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    model.save(tmp)
-    os.replace(tmp, path)
+    """`model.save(path)` through a temporary file beside it, fsynced and renamed into place."""
+    backup.save_keras(model, path)
 
 
 # ------------------------------------------------------------------- the states
 
 
-def process_alive(state):
-    """True if `state` names a live process on this host other than this one."""
-    pid = state.get("pid")
-    if not isinstance(pid, int) or pid == os.getpid() or state.get("host") != socket.gethostname():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (killed, not yet reaped) is not alive
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
+process_identity, process_alive = process.identity, process.alive
 
 
 def mark_running(run_dir, epochs):
-    """state.json: running, with this process's pid and host (what `process_alive` reads)."""
+    """state.json: running, with this process's identity (what `process_alive` reads)."""
     write_state(run_dir, status="running", epochs_done=len(history_rows(run_dir)),
-                epochs=epochs, pid=os.getpid(), host=socket.gethostname())
+                epochs=epochs, **process_identity())
+
+
+def _check_not_in_use(run_dir):
+    state = read_state(run_dir)
+    if state.get("status") != "running" or not process_alive(state):
+        return
+    if state.get("started") is not None:
+        raise RunFolderError(f"{run_dir} is in use: process {state.get('pid')} is training "
+                             "it now")
+    raise RunFolderError(f"{run_dir} is in use: process {state.get('pid')} may be training it "
+                         f"now (its state.json, from an older keras-vae, has no process start "
+                         f"time); if no keras-vae process trains it, delete "
+                         f"{pathlib.Path(run_dir) / 'state.json'} and run the command again")
 
 
 def prepare(run_dir, resume=False, overwrite=False):
     """Checks `run_dir` for a new run or a resumed one; returns the saved config when resuming.
 
     A new run needs a missing or empty folder, or a keras-vae run and `overwrite`
-    (which deletes it). A resumed run needs a run folder that no live process trains.
+    (which `replace` removes later, once the new run is ready). Neither kind may
+    take a run that a live process trains. Nothing is deleted here.
 
     Raises:
       RunFolderError: as above; CorruptRunError: an unreadable config.json.
@@ -206,55 +205,63 @@ def prepare(run_dir, resume=False, overwrite=False):
     run_dir = pathlib.Path(run_dir)
     if resume:
         config = read_config(run_dir)
-        state = read_state(run_dir)
-        if state.get("status") == "running" and process_alive(state):
-            raise RunFolderError(f"{run_dir} is in use: process {state.get('pid')} is "
-                                 "training it now")
+        _check_not_in_use(run_dir)
         return config
     if run_dir.exists() and not run_dir.is_dir():
         raise RunFolderError(f"--out {run_dir} is a file, not a folder")
-    if run_dir.is_dir() and any(run_dir.iterdir()):
+    if run_dir.is_dir() and not _empty(run_dir):
         if not is_run(run_dir):
             raise RunFolderError(f"--out {run_dir} exists and is not a keras-vae run folder; "
                                  "choose another folder")
         if not overwrite:
             raise RunFolderError(f"{run_dir} already holds a run: continue it with --resume, "
                                  "or replace it with --overwrite")
-        shutil.rmtree(run_dir)
+        _check_not_in_use(run_dir)
     return None
 
 
-def restore(model, run_dir):
-    """Loads the backup into `model`; returns the epoch a resumed run starts at (0: none).
+def _empty(run_dir):  # no files but the temporary ones of a killed atomic write
+    return all(backup.is_leftover(p.name) for p in pathlib.Path(run_dir).iterdir())
 
-    When the latest checkpoint does not load, the previous one (`.bkp`) is put in
-    its place and loaded, as Keras's BackupAndRestore does.
 
-    Raises:
-      CorruptRunError: neither checkpoint loads.
+def replace(run_dir):
+    """Removes the run in `run_dir` (if any) for a new one: renamed aside whole, then deleted.
+
+    Call it only once the new run has loaded its data and built its model. A kill
+    between the two steps leaves the old run in a hidden sibling folder
+    (`.NAME.replaced-*`), removed by the next `replace` beside it.
     """
-    backup = pathlib.Path(run_dir) / BACKUP
-    weights, metadata = backup / "latest.weights.h5", backup / "training_metadata.json"
-    if not weights.exists():
-        return 0
-    if model.optimizer is not None and not model.optimizer.built:
-        model.optimizer.build(model.trainable_variables)
-    errors = []
-    for previous in (None, backup / f"{weights.name}.bkp"):
-        if previous is not None:
-            if not previous.exists():
-                break
-            shutil.copy(previous, weights)
-            metadata.unlink(missing_ok=True)
-            if (backup / f"{metadata.name}.bkp").exists():
-                shutil.copy(backup / f"{metadata.name}.bkp", metadata)
-        try:
-            model.load_weights(weights)
-            return int(json.loads(metadata.read_text())["epoch"]) if metadata.exists() else 0
-        except Exception as error:  # noqa: BLE001 - any failure to load is a corrupt file
-            errors.append(f"{(previous or weights).name}: {_util.first_line(error)}")
-    raise CorruptRunError(f"corrupt checkpoint in {backup}: {'; '.join(errors)}; delete that "
-                          "folder to start the run again from scratch")
+    run_dir = pathlib.Path(run_dir)
+    for leftover in run_dir.parent.glob(f".{run_dir.name}.replaced-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    if not run_dir.is_dir() or _empty(run_dir):
+        backup.remove_leftovers(run_dir)
+        return
+    if not is_run(run_dir):
+        raise RunFolderError(f"--out {run_dir} exists and is not a keras-vae run folder")
+    aside = run_dir.with_name(f".{run_dir.name}.replaced-{os.getpid()}-{time.time_ns()}")
+    os.rename(run_dir, aside)
+    backup.fsync_path(run_dir.parent)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def remove_leftovers(run_dir):
+    """Removes the temporary files a killed run left (run folder, checkpoints/, backup/)."""
+    run_dir = pathlib.Path(run_dir)
+    for folder in (run_dir, run_dir / "checkpoints", run_dir / BACKUP):
+        backup.remove_leftovers(folder)
+    for folder in run_dir.glob(".pictures-*"):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def restore(model, run_dir):
+    """Loads the run's backup (`backup.restore`: the latest state, else the previous good one);
+    returns the epoch a resumed run starts at (0: none). Raises CorruptRunError: neither loads.
+    """
+    try:
+        return backup.restore(model, pathlib.Path(run_dir) / BACKUP)
+    except backup.CorruptBackupError as error:
+        raise CorruptRunError(str(error)) from error
 
 
 def load_run_model(run_dir):
@@ -332,10 +339,7 @@ class InterruptCallback(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         if self.flag.raised:
-            self.backup.mkdir(parents=True, exist_ok=True)
-            self.model.save_weights(self.backup / "latest.weights.h5", overwrite=True)
-            _util.atomic_write_json(self.backup / "training_metadata.json",
-                                    {"epoch": int(self.epoch), "batch": 0})
+            backup.save(self.model, self.backup, int(self.epoch), interrupted=True)
             raise TrainingInterrupted(int(self.epoch))
 
 
@@ -367,12 +371,10 @@ def callbacks(run_dir, rows, seed, flag, epoch_delay=0.0, early_stopping=None):
     best = [r["val_loss"] for r in rows.values()
             if isinstance(r.get("val_loss"), float) and math.isfinite(r["val_loss"])]
     found = [EpochSeeds(seed), InterruptCallback(run_dir / BACKUP, flag),
-             HistoryWriter(run_dir, rows),
-             keras.callbacks.BackupAndRestore(str(run_dir / BACKUP), double_checkpoint=True,
-                                              delete_checkpoint=False),
-             keras.callbacks.ModelCheckpoint(  # a resumed run keeps the best val_loss so far
-                 str(run_dir / "checkpoints" / "best.keras"), monitor="val_loss",
-                 save_best_only=True, initial_value_threshold=min(best) if best else None)]
+             HistoryWriter(run_dir, rows),  # then best.keras, then the backup (the commit):
+             backup.BestModel(run_dir / "checkpoints" / "best.keras", "val_loss",  # a resumed
+                              min(best) if best else None),  # run keeps the best so far
+             backup.RunBackup(run_dir / BACKUP)]
     if importlib.util.find_spec("tensorboard") is not None:
         found.append(keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False,
                                                  profile_batch=0))
@@ -392,7 +394,7 @@ __all__ = [
     "RUN_MARKER", "RUN_FORMAT", "BACKUP", "RunFolderError", "CorruptRunError",
     "TrainingInterrupted", "now", "is_run", "read_config", "write_config", "read_state",
     "write_state", "read_history", "history_rows", "write_history", "save_model",
-    "process_alive", "mark_running", "prepare", "restore", "load_run_model", "is_chief",
-    "EpochSeeds",
-    "HistoryWriter", "InterruptCallback", "EpochDelay", "callbacks",
+    "process_identity", "process_alive", "mark_running", "prepare", "replace",
+    "remove_leftovers", "restore", "load_run_model", "is_chief", "EpochSeeds", "HistoryWriter",
+    "InterruptCallback", "EpochDelay", "callbacks",
 ]

@@ -276,7 +276,7 @@ def test_ctrl_c_saves_a_checkpoint(tmp_path, capsys):
     assert "checkpoint saved" in line and "--resume" in line and "Traceback" not in err
     metadata = json.loads((run / "backup" / "training_metadata.json").read_text())
     assert metadata["epoch"] in (1, 2)
-    assert (run / "backup" / "latest.weights.h5").stat().st_size > 0
+    assert (run / "backup" / metadata["weights"]).stat().st_size > 0
     assert json.loads((run / "state.json").read_text())["status"] == "interrupted"
     assert (run / "model.keras").is_file()  # the weights so far, usable by sample/evaluate
 

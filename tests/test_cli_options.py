@@ -4,6 +4,7 @@
 """
 
 import json
+import re
 
 import pytest
 
@@ -123,3 +124,41 @@ def test_python_m_keras_vae_export_refuses_bad_arguments(tmp_path, capsys):
     assert "keras_vae.export: error:" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         export.module_main(["--no-such-flag"])
+
+
+@pytest.mark.parametrize("text, option, expected", [
+    ("epochs: true", "epochs", "must be a positive integer, got True (bool)"),
+    ("epochs: 2.7", "epochs", "must be a positive integer, got 2.7 (float)"),
+    ("latent_dim: '4'", "latent_dim", "must be a positive integer, got '4' (str)"),
+    ("batch_size: [1, 2]", "batch_size", "takes one value, got a list [1, 2]"),
+    ("seed: 'x'", "seed", "must be an integer >= 0, got 'x' (str)"),
+    ("learning_rate: fast", "learning_rate", "must be a positive number, got 'fast' (str)"),
+    ("kl_beta: -1", "kl_beta", "must be a number >= 0, got -1"),
+    ("verbose: '1'", "verbose", "must be an integer, got '1' (str)"),
+    ("jit: 1", "jit", "must be true or false, got 1"),
+])
+def test_config_values_are_checked_like_the_command_line(tmp_path, text, option, expected):
+    path = tmp_path / "c.yaml"
+    path.write_text(text + "\n")
+    with pytest.raises(UsageError) as error:
+        cli.parse(["train", "--config", str(path)])
+    assert f"option '{option}'" in str(error.value) and expected in str(error.value)
+
+
+def test_numbers_in_yaml_notation_are_accepted(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("learning_rate: 1e-3\nkl_beta: 1\nepochs: 3\n")  # YAML 1.1: 1e-3 is a str
+    _, options, _ = cli.parse(["train", "--config", str(path)])
+    assert options["learning_rate"] == 1e-3 and options["kl_beta"] == 1.0
+    assert options["epochs"] == 3
+
+
+def test_a_resumed_run_checks_its_saved_settings():
+    saved = json.loads(open(COMPAT_CONFIG).read())["train"]
+    assert cli.TrainConfig.resumed(saved, {}).latent_dim == 2
+    for key, value, expected in (("latent_dim", "4", "a positive integer, got '4' (str)"),
+                                 ("epochs", True, "a positive integer, got True"),
+                                 ("batch_size", [1, 2], "takes one value")):
+        with pytest.raises(UsageError, match=f"config.json: setting '{key}'.*"
+                                             f"{re.escape(expected)}"):
+            cli.TrainConfig.resumed({**saved, key: value}, {})

@@ -16,7 +16,7 @@ import time
 import numpy as np
 import pytest
 
-from keras_vae import VAE, data, runs
+from keras_vae import VAE, backup, data, process, runs
 from keras_vae._backend import keras
 
 COMPAT_RUN = pathlib.Path(__file__).parent / "support" / "compat" / "run"
@@ -98,14 +98,42 @@ def test_save_model_replaces_the_file_atomically(tmp_path):
 # ------------------------------------------------------------------- the states
 
 
+def _sleeper(*argv):
+    """A child process that sleeps, once it runs Python (its /proc entry then says so)."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", *argv])
+    cmdline = pathlib.Path(f"/proc/{child.pid}/cmdline")
+    deadline = time.time() + 10
+    while b"time.sleep" not in cmdline.read_bytes() and time.time() < deadline:
+        time.sleep(0.01)
+    return child
+
+
+def _identity_of(child):
+    return {"pid": child.pid, "host": socket.gethostname(), "boot_id": process._boot_id(),
+            "started": process._proc_start(child.pid)}
+
+
 def test_process_alive():
     assert not runs.process_alive({})
-    assert not runs.process_alive({"pid": os.getpid(), "host": socket.gethostname()})
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    assert not runs.process_alive(runs.process_identity())  # this process
+    child = _sleeper()
     try:
-        state = {"pid": child.pid, "host": socket.gethostname()}
-        assert runs.process_alive(state)
+        state = _identity_of(child)
+        assert state["started"] is not None and runs.process_alive(state)
         assert not runs.process_alive({**state, "host": "another-host"})
+        # The same pid with another start time, or another boot: a reused pid, not the trainer.
+        assert not runs.process_alive({**state, "started": state["started"] - 1})
+        assert not runs.process_alive({**state, "boot_id": "another-boot"})
+        # A state from before the start time was recorded: a live pid counts only if it
+        # is a keras-vae process.
+        legacy = {"pid": child.pid, "host": socket.gethostname()}
+        assert not runs.process_alive(legacy)
+        other = _sleeper("keras_vae")
+        try:
+            assert runs.process_alive({"pid": other.pid, "host": socket.gethostname()})
+        finally:
+            other.kill()
+            other.wait()
     finally:
         child.kill()
     deadline = time.time() + 10
@@ -129,24 +157,34 @@ def test_prepare_a_new_run(tmp_path):
     (foreign / "notes.txt").write_text("mine")
     with pytest.raises(runs.RunFolderError, match="not a keras-vae run folder"):
         runs.prepare(foreign, overwrite=True)
+    with pytest.raises(runs.RunFolderError, match="not a keras-vae run folder"):
+        runs.replace(foreign)
     assert (foreign / "notes.txt").exists()  # never deleted
     run = tmp_path / "run"
     runs.write_config(run, "train", {}, {}, [])
     with pytest.raises(runs.RunFolderError, match="--resume.*--overwrite"):
         runs.prepare(run)
-    assert runs.prepare(run, overwrite=True) is None and not run.exists()
+    assert runs.prepare(run, overwrite=True) is None and runs.is_run(run)  # nothing deleted
+    leftover = tmp_path / ".run.replaced-1-2"  # a replace killed between rename and delete
+    leftover.mkdir()
+    runs.replace(run)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "file", "foreign"]
 
 
-def test_prepare_a_resumed_run(tmp_path):
-    with pytest.raises(runs.RunFolderError, match="run folder not found"):
-        runs.prepare(tmp_path / "nothing", resume=True)
+def test_a_run_in_use_is_neither_resumed_nor_replaced(tmp_path):
     config = runs.write_config(tmp_path, "train", {"epochs": 3}, {}, [])
-    runs.write_state(tmp_path, status="running", pid=os.getpid(), host=socket.gethostname())
+    runs.mark_running(tmp_path, 3)
     assert runs.prepare(tmp_path, resume=True) == config  # this process: not "in use"
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    child = _sleeper("keras_vae")
     try:
+        runs.write_state(tmp_path, status="running", **_identity_of(child))
+        for kwargs in ({"resume": True}, {"overwrite": True}):
+            with pytest.raises(runs.RunFolderError, match=f"in use: process {child.pid} is"):
+                runs.prepare(tmp_path, **kwargs)
+        # An older state.json (no start time) naming a live keras-vae process: refused,
+        # with the file to delete named.
         runs.write_state(tmp_path, status="running", pid=child.pid, host=socket.gethostname())
-        with pytest.raises(runs.RunFolderError, match=f"in use: process {child.pid}"):
+        with pytest.raises(runs.RunFolderError, match="may be training.*delete .*state.json"):
             runs.prepare(tmp_path, resume=True)
     finally:
         child.kill()
@@ -154,28 +192,87 @@ def test_prepare_a_resumed_run(tmp_path):
     assert runs.prepare(tmp_path, resume=True) == config  # the killed run can be resumed
 
 
+def test_a_stale_state_after_a_restart_does_not_block_the_resume(tmp_path):
+    """The pid of the state is now another process's (e.g. pid 1 after a container restart)."""
+    config = runs.write_config(tmp_path, "train", {"epochs": 3}, {}, [])
+    child = _sleeper("keras_vae")
+    try:
+        stale = {**_identity_of(child), "started": _identity_of(child)["started"] - 100}
+        runs.write_state(tmp_path, status="running", **stale)
+        assert runs.prepare(tmp_path, resume=True) == config
+        runs.write_state(tmp_path, status="running", pid=child.pid, host=socket.gethostname(),
+                         boot_id="the boot before the restart", started=5)
+        assert runs.prepare(tmp_path, resume=True) == config
+    finally:
+        child.kill()
+        child.wait()
+
+
 # ------------------------------------------------------------------------ restore
 
 
-def test_restore_loads_the_backup_or_its_previous_copy(tmp_path):
-    backup = tmp_path / runs.BACKUP
+def _shifted(delta):
+    model = _tiny_model()
+    for v in model.trainable_variables:
+        v.assign(v + delta)
+    model.optimizer.iterations.assign(int(10 * delta))
+    return model
+
+
+def _assert_same(model, want):
+    for got, expected in zip(_weights(model), _weights(want)):
+        np.testing.assert_array_equal(got, expected)
+    assert int(model.optimizer.iterations.numpy()) == int(want.optimizer.iterations.numpy())
+
+
+def test_restore_loads_the_latest_state_or_the_previous_good_one(tmp_path):
+    folder = tmp_path / runs.BACKUP
     assert runs.restore(_tiny_model(), tmp_path) == 0  # no backup: start at epoch 0
-    saved = _tiny_model()
-    for v in saved.trainable_variables:
-        v.assign(v + 1.0)
-    backup.mkdir()
-    saved.save_weights(backup / "previous.weights.h5")
-    (backup / "previous.weights.h5").rename(backup / "latest.weights.h5.bkp")
-    (backup / "training_metadata.json.bkp").write_text('{"epoch": 2, "batch": 0}')
-    (backup / "latest.weights.h5").write_bytes(b"torn write" * 10)
-    (backup / "training_metadata.json").write_text('{"epoch": 3, "batch": 0}')
+    one, two, three = _shifted(1.0), _shifted(2.0), _shifted(3.0)
+    for epoch, model in ((1, one), (2, two), (3, three)):
+        backup.save(model, folder, epoch)
+    assert sorted(p.name for p in folder.iterdir()) == [  # the latest two states only
+        "epoch-00002.weights.h5", "epoch-00003.weights.h5", backup.METADATA]
+    model = _tiny_model()
+    assert runs.restore(model, tmp_path) == 3
+    _assert_same(model, three)  # weights and the optimizer (its step drives the KL warm-up)
+    (folder / "epoch-00003.weights.h5").write_bytes(b"torn")
     model = _tiny_model()
     assert runs.restore(model, tmp_path) == 2
-    for got, want in zip(_weights(model), _weights(saved)):
-        np.testing.assert_array_equal(got, want)
-    assert json.loads((backup / "training_metadata.json").read_text())["epoch"] == 2
-    (backup / "latest.weights.h5").write_bytes(b"garbage")
-    (backup / "latest.weights.h5.bkp").write_bytes(b"garbage")
+    _assert_same(model, two)
+    (folder / "epoch-00002.weights.h5").unlink()
+    with pytest.raises(runs.CorruptRunError, match="corrupt checkpoint.*epoch-00002.*missing"):
+        runs.restore(_tiny_model(), tmp_path)
+
+
+def test_a_ctrl_c_state_keeps_the_clean_one_before_it(tmp_path):
+    folder = tmp_path / runs.BACKUP
+    backup.save(_shifted(1.0), folder, 1)
+    backup.save(_shifted(1.5), folder, 1, interrupted=True)
+    metadata = backup.read_metadata(folder)
+    assert metadata["weights"] == "interrupted-epoch-00001.weights.h5"
+    assert metadata["previous"] == {"epoch": 1, "weights": "epoch-00001.weights.h5"}
+    (folder / ".tmp-999999-x.weights.h5").write_bytes(b"a killed writer's")
+    backup.save(_shifted(2.0), folder, 2)
+    assert backup.read_metadata(folder)["previous"]["epoch"] == 1
+    assert not list(folder.glob(".tmp-*"))
+
+
+def test_restore_reads_the_backup_of_keras_backup_and_restore(tmp_path):
+    """The old code's backup: a torn latest.weights.h5 falls back to the .bkp copy, which
+    Keras itself could never load (it refuses the extension)."""
+    folder = tmp_path / runs.BACKUP
+    saved = _shifted(1.0)
+    folder.mkdir()
+    saved.save_weights(folder / "previous.weights.h5")
+    (folder / "previous.weights.h5").rename(folder / "latest.weights.h5.bkp")
+    (folder / "training_metadata.json.bkp").write_text('{"epoch": 2, "batch": 0}')
+    (folder / "latest.weights.h5").write_bytes(b"torn write" * 10)
+    (folder / "training_metadata.json").write_text('{"epoch": 3, "batch": 0}')
+    model = _tiny_model()
+    assert runs.restore(model, tmp_path) == 2
+    _assert_same(model, saved)
+    (folder / "latest.weights.h5.bkp").write_bytes(b"garbage")
     with pytest.raises(runs.CorruptRunError, match="corrupt checkpoint"):
         runs.restore(_tiny_model(), tmp_path)
 
@@ -214,8 +311,9 @@ def test_callbacks_without_tensorboard_warn_and_skip_the_logs(tmp_path, monkeypa
         found = runs.callbacks(tmp_path, {}, 0, flag=None)
     assert not any(isinstance(c, keras.callbacks.TensorBoard) for c in found)
     kinds = [type(c) for c in found]
-    assert kinds[:3] == [runs.EpochSeeds, runs.InterruptCallback, runs.HistoryWriter]
-    assert keras.callbacks.BackupAndRestore in kinds and runs.EpochDelay not in kinds
+    assert kinds[:5] == [runs.EpochSeeds, runs.InterruptCallback, runs.HistoryWriter,
+                         backup.BestModel, backup.RunBackup]  # the backup last: the commit
+    assert keras.callbacks.BackupAndRestore not in kinds and runs.EpochDelay not in kinds
     found = runs.callbacks(tmp_path, {1: {"val_loss": 5.0}}, 0, None, epoch_delay=1.0,
                            early_stopping=2)
     assert type(found[-1]) is runs.EpochDelay  # last: after the epoch's files are written
@@ -235,8 +333,10 @@ def test_a_short_fit_writes_history_and_backup(tmp_path):
     model.fit(stream, epochs=2, steps_per_epoch=steps, validation_data=(x[:10],), verbose=0,
               callbacks=runs.callbacks(tmp_path, rows, 1, Flag()))
     assert sorted(rows) == [1, 2] and runs.read_history(tmp_path)["epoch"] == [1, 2]
-    assert (tmp_path / runs.BACKUP / "latest.weights.h5").is_file()
+    assert backup.read_metadata(tmp_path / runs.BACKUP)["epoch"] == 2
+    assert (tmp_path / runs.BACKUP / "epoch-00002.weights.h5").is_file()
     assert (tmp_path / "checkpoints" / "best.keras").is_file()
+    assert not [p for p in tmp_path.rglob(".tmp-*")]
 
 
 # --------------------------------------------------- data.training_stream (resumability)

@@ -1,5 +1,8 @@
 """`_staging.staged`: write beside the target, move into place on success, leave nothing on failure."""
 
+import contextlib
+import os
+
 import pytest
 
 from keras_vae.export import _staging
@@ -86,3 +89,31 @@ def test_move_into_place_refuses_without_overwrite(tmp_path):
         _staging.move_into_place(source, target, overwrite=False)
     _staging.move_into_place(source, target, overwrite=True)
     assert target.read_text() == "a" and not source.exists()
+
+
+def test_a_swap_that_fails_midway_puts_every_old_target_back(tmp_path, monkeypatch):
+    """A rename refused mid-swap (full disk, a permission): the old export, whole."""
+    out = tmp_path / "out"
+    targets = {"model": out / "vae" / "1", "manifest": out / "manifest.json"}
+    journal = out / _staging.JOURNAL
+    for tag in ("old", "new"):
+        if tag == "new":
+            real, calls = os.rename, []
+
+            def rename(src, dst):
+                calls.append(dst)
+                if len(calls) == 3:  # the old ones are aside, the first new one goes in
+                    raise OSError(28, "No space left on device")
+                return real(src, dst)
+
+            monkeypatch.setattr(os, "rename", rename)
+        with pytest.raises(OSError) if tag == "new" else contextlib.nullcontext():
+            with _staging.staged(targets, True, journal=journal) as stage:
+                stage["model"].mkdir()
+                (stage["model"] / "saved_model.pb").write_text(tag)
+                stage["manifest"].write_text(tag)
+    monkeypatch.undo()
+    assert _tree(out) == ["manifest.json", "vae", "vae/1", "vae/1/saved_model.pb"]
+    assert (out / "manifest.json").read_text() == "old"
+    assert (out / "vae" / "1" / "saved_model.pb").read_text() == "old"
+    assert _staging.recover(journal) is None  # rolled back already, journal gone

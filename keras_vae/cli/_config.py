@@ -24,6 +24,7 @@ import yaml
 
 from keras_vae import _util
 from keras_vae.cli._errors import PROG, UsageError
+from keras_vae.cli._options import TRAIN_OPTIONS
 from keras_vae.runs import RUN_MARKER
 
 
@@ -101,8 +102,7 @@ def _one(option, value, where):
     if isinstance(value, (dict, list)):
         raise UsageError(f"{where}: expected a single value, got {value!r}")
     if option.type is not None:
-        if isinstance(value, bool):
-            raise UsageError(f"{where} must be {option.type.__name__}, got {value!r}")
+        _check_kind(option, value, where)
         try:
             value = option.type(str(value))
         except (TypeError, ValueError, argparse.ArgumentTypeError) as error:
@@ -118,4 +118,40 @@ def _one(option, value, where):
     return value
 
 
-__all__ = ["read_config_file", "coerce"]
+def value_kind(converter):
+    """int or float when `converter` (an Option's type) reads a number, else None."""
+    kind = getattr(converter, "kind", converter)
+    return kind if kind in (int, float) else None
+
+
+def checked_settings(values, where):
+    """A config.json "train" section with each value checked by its option row.
+
+    Raises:
+      UsageError: naming `where` and the setting, when a value has the wrong type or range.
+    """
+    rows = {o.dest: o for o in TRAIN_OPTIONS}
+    return {key: coerce(rows[key], value, f"{where}: setting '{key}'")
+            if key in rows else value for key, value in dict(values).items()}
+
+
+def _check_kind(option, value, where):
+    """The value's own type must fit: an integer option takes an integer (not true, 2.7 or
+    '4'); a number option takes a number, or a string in number notation (YAML 1.1 reads
+    1e-3 as a string)."""
+    kind = value_kind(option.type)
+    name = getattr(option.type, "__name__", "a value")
+    expected = {int: "an integer", float: "a number"}.get(kind, name)
+    if name.startswith(("a ", "an ")):
+        expected = name
+    got = f"{value!r} ({type(value).__name__})"
+    if isinstance(value, bool) or (kind is int and not isinstance(value, int)):
+        raise UsageError(f"{where}: must be {expected}, got {got}")
+    if kind is float and isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            raise UsageError(f"{where}: must be {expected}, got {got}") from None
+
+
+__all__ = ["read_config_file", "coerce", "value_kind", "checked_settings"]

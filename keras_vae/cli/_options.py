@@ -40,6 +40,7 @@ def _number(kind, check, expected):
         return value
 
     convert.__name__ = expected
+    convert.kind = kind  # what a config file must give: an int, or a number (_config)
     return convert
 
 
@@ -242,7 +243,9 @@ class TrainConfig:
         Raises:
           UsageError: an option given that would change a saved setting.
         """
-        saved = cls.from_dict(saved)
+        from keras_vae.cli._config import checked_settings  # it reads these rows
+
+        saved = cls.from_dict(checked_settings(saved, "the run's config.json"))
         wanted = cls.from_dict({**saved.to_dict(),
                                 **{k: v for k, v in given.items() if k in cls.keys()}})
         for key in wanted.changed_keys(saved):
@@ -403,5 +406,6 @@ TRAIN_DEFAULTS = {**_TRAIN.to_dict(), **{o.dest: o.default for o in RUN_OPTIONS}
 __all__ = [
     "PRECISIONS", "STRATEGIES", "BINARIZATIONS", "positive_int", "nonnegative_int",
     "positive_float", "nonnegative_float", "number", "integer", "Option", "add_options",
-    "add_command", "COMMON", "run_dir_option", "TrainConfig", "TRAIN_OPTIONS", "RUN_OPTIONS", "TRAIN_DEFAULTS",
+    "add_command", "COMMON", "run_dir_option", "TrainConfig", "TRAIN_OPTIONS", "RUN_OPTIONS",
+    "TRAIN_DEFAULTS",
 ]

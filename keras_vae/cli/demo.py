@@ -10,6 +10,7 @@ It runs the other commands' functions in turn: `train.train`,
 """
 
 import dataclasses
+import pathlib
 import time
 
 from keras_vae import runs
@@ -75,11 +76,20 @@ def _steps(args, result):
     return report, metrics, export_dir
 
 
+def _check_out(args):
+    """An existing run in --out is replaced only with --overwrite, and only once the new
+    run's data and model are ready (`train.train`); without it the demo refuses."""
+    out = pathlib.Path(args.out)
+    if out.is_dir() and any(out.iterdir()) and not args.overwrite:
+        what = "a run" if runs.is_run(out) else "files that are not a keras-vae run"
+        raise runs.RunFolderError(f"--out {out} already holds {what}: pass --overwrite to "
+                                  "replace a previous demo run (kept until the new one's data "
+                                  "and model are ready), or choose another --out")
+
+
 def run(args):
     started = time.time()
-    if runs.is_run(args.out) and not args.overwrite:
-        _common.say(f"keras-vae: replacing the previous demo run in {args.out}")
-        args.overwrite = True
+    _check_out(args)
     _common.say("keras-vae demo [1/5] training on the embedded MNIST digits (no network needed)")
     result = train.train(args, "demo")
     t_train = time.time() - started

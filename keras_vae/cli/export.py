@@ -18,7 +18,7 @@ import sys
 
 from keras_vae import _util, runs
 from keras_vae.cli import _common, _options
-from keras_vae.cli._errors import EXIT_OK, CommandFailed, UsageError
+from keras_vae.cli._errors import EXIT_CORRUPT, EXIT_OK, CommandFailed, UsageError
 from keras_vae.cli._options import Option, positive_int
 from keras_vae.export import contract
 
@@ -58,13 +58,18 @@ def _export_module(name):
                             "(install the extra: pip install 'keras-vae[export]')") from error
 
 
-def export_run(run_dir, formats=("all",), out=None, name="vae", version=1, overwrite=False):
-    """Exports a run's model.keras; returns (manifest, export folder)."""
+def export_run(run_dir, formats=("all",), out=None, name="vae", version=1, overwrite=False,
+               model=None):
+    """Exports a run's model.keras; returns (manifest, export folder).
+
+    `model` is the run's model if already loaded. A model.keras that does not load
+    is the corrupt-model error (CorruptRunError, exit 4), as in the other commands.
+    """
     runs.read_config(run_dir)
     model_path = pathlib.Path(run_dir) / "model.keras"
-    if not model_path.is_file():
-        runs.load_run_model(run_dir)  # raises the error that says why
     api = _export_module("api")
+    if model is None:
+        model, _ = runs.load_run_model(run_dir)
     formats = list(formats or ["all"])
     if "all" in formats and len(formats) > 1:
         raise UsageError("--format all conflicts with naming formats")
@@ -72,7 +77,7 @@ def export_run(run_dir, formats=("all",), out=None, name="vae", version=1, overw
     out = pathlib.Path(out) if out else pathlib.Path(run_dir) / "export"
     _common.say(f"keras-vae: exporting {model_path} as {', '.join(formats)} -> {out}")
     try:
-        manifest = api.export_all(str(model_path), str(out), name=name, version=version,
+        manifest = api.export_all(model, str(out), name=name, version=version,
                                   overwrite=overwrite, formats=tuple(formats))
     except FileExistsError as error:
         raise runs.RunFolderError(f"{_util.first_line(error)} (use --overwrite to replace "
@@ -97,12 +102,13 @@ def summary_lines(manifest, out):
 
 def run(args):
     run_dir = _common.require_run_dir(args)
+    runs.read_config(run_dir)
+    model, _ = runs.load_run_model(run_dir)
     manifest, out = export_run(run_dir, args.format, args.out, args.name, args.model_version,
-                               args.overwrite)
+                               args.overwrite, model=model)
     _common.say(f"keras-vae: exported -> {out}")
     for line in summary_lines(manifest, out):
         _common.say(line)
-    model, _ = runs.load_run_model(run_dir)
     _common.say("keras-vae: verifying: each artefact reloaded by its own runtime, decoding "
                 "the same z")
     for line in verify_run(model, out, manifest):
@@ -117,6 +123,7 @@ def run_verify(args):
     if not out.is_dir():
         raise runs.RunFolderError(f"no export folder {out}: run 'keras-vae export {run_dir}' "
                                   "first")
+    _export_module("api").recover(out)  # an export killed mid-swap: finished or undone
     lines = verify_run(model, out)
     _common.say(f"keras-vae: {out}: every artefact agrees with {run_dir / 'model.keras'}")
     for line in lines:
@@ -146,6 +153,19 @@ def find_model(path):
     raise FileNotFoundError(f"No .keras model at {str(path)!r}.")
 
 
+def load_model_file(path):
+    """The model of a .keras file; CorruptRunError (exit 4) when it does not load."""
+    from keras_vae._backend import keras
+
+    import keras_vae  # noqa: F401 - registers the custom objects
+
+    try:
+        return keras.models.load_model(path)
+    except Exception as error:  # noqa: BLE001 - any failure to load is a corrupt file
+        raise runs.CorruptRunError(f"cannot load {path}: the file is corrupt or not a "
+                                   f"keras-vae model ({_util.first_line(error)})") from error
+
+
 def module_parser(prog="python -m keras_vae.export"):
     """The parser of `python -m keras_vae.export`."""
     p = argparse.ArgumentParser(
@@ -168,7 +188,7 @@ def module_main(argv=None):
     """`python -m keras_vae.export MODEL.keras --out DIR [--format ...]`; returns an exit code.
 
     0: exported and checked; 1: a check failed or a target exists (message on
-    stderr, nothing written); 2: bad arguments or no model.
+    stderr, nothing written); 2: bad arguments or no model; 4: a corrupt model file.
     """
     args = module_parser().parse_args(argv)
     api, verify = _export_module("api"), _export_module("verify")
@@ -180,7 +200,12 @@ def module_main(argv=None):
         return 2
     out = pathlib.Path(args.out) if args.out else model_path.parent / "export"
     try:
-        manifest = api.export_all(model_path, out, name=args.name, version=args.version,
+        model = load_model_file(model_path)
+    except runs.CorruptRunError as error:
+        print(f"keras_vae.export: error: {error}", file=sys.stderr)
+        return EXIT_CORRUPT
+    try:
+        manifest = api.export_all(model, out, name=args.name, version=args.version,
                                   overwrite=args.overwrite, formats=formats, opset=args.opset)
     except (FileExistsError, verify.ExportCheckError, NotImplementedError) as error:
         print(f"keras_vae.export: error: {error}", file=sys.stderr)
@@ -191,4 +216,5 @@ def module_main(argv=None):
 
 
 __all__ = ["EXPORT_OPTIONS", "VERIFY_OPTIONS", "register", "run", "run_verify", "export_run",
-           "verify_run", "summary_lines", "find_model", "module_parser", "module_main"]
+           "verify_run", "summary_lines", "find_model", "load_model_file", "module_parser",
+           "module_main"]

@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 
-from keras_vae import _util, class_pictures, data, names, objectives, plotting, runs
+from keras_vae import _util, backup, class_pictures, data, names, objectives, plotting, runs
 from keras_vae._backend import keras, tf
 from keras_vae.cli import _common, _options
 from keras_vae.cli._errors import EXIT_OK, CommandFailed, Interrupted, UsageError
@@ -81,7 +81,7 @@ def train(args, command="train"):
     labels = _labels(config, ds, len(x_train), y_test)
     model, start_epoch = _model(config, x_train, run_dir if saved else None,
                                 labels and labels["num_classes"])
-    run_dir.mkdir(parents=True, exist_ok=True)
+    _take_folder(run_dir, saved is not None)  # the old run goes only now, data and model ready
     if saved is None:
         runs.write_config(run_dir, command, config.to_dict(), {
             **ds.protocol, "binarization_used": binarization,
@@ -98,6 +98,35 @@ def train(args, command="train"):
     if scratch is not None:
         shutil.rmtree(scratch, ignore_errors=True)
     return {"run_dir": run_dir, "model": model, "pictures": pictures, "config": config}
+
+
+def _take_folder(run_dir, resuming):
+    """Makes `run_dir` this run's: a resumed run drops a killed writer's temporary files; a
+    new one replaces the old run (`runs.replace`, checked by `runs.prepare` beforehand)."""
+    if resuming:
+        runs.remove_leftovers(run_dir)
+    else:
+        runs.replace(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _pictures(model, run_dir, pictures_of, seed):
+    """`plotting.run_pictures` into a hidden folder, then swapped with pictures/ whole."""
+    final = run_dir / "pictures"
+    stage = run_dir / f".pictures-{os.getpid()}"
+    shutil.rmtree(stage, ignore_errors=True)
+    draw = class_pictures if model.is_conditional else plotting
+    written = draw.run_pictures(model, *pictures_of, runs.read_history(run_dir), stage, seed)
+    for path in stage.iterdir():
+        backup.fsync_path(path)
+    aside = run_dir / f".pictures-{os.getpid()}-old"
+    if final.exists():
+        os.rename(final, aside)
+    os.rename(stage, final)
+    backup.fsync_path(run_dir)
+    shutil.rmtree(aside, ignore_errors=True)
+    return {name: str(final / pathlib.Path(path).relative_to(stage))
+            for name, path in written.items()}
 
 
 def _run_folder(args, config):
@@ -179,8 +208,8 @@ def _fit(model, run_dir, config, args, xs, start_epoch, rows, binarization, labe
         flag.training = True
         try:
             if start_epoch < config.epochs:
-                model.fit(stream, epochs=config.epochs, steps_per_epoch=steps,
-                          validation_data=val, callbacks=callbacks, verbose=args.verbose,
+                model.fit(stream, epochs=config.epochs, initial_epoch=start_epoch,
+                          steps_per_epoch=steps, validation_data=val, callbacks=callbacks, verbose=args.verbose,
                           shuffle=False)
         except runs.TrainingInterrupted as stop:
             return stop.epoch
@@ -201,13 +230,11 @@ def _finish(model, run_dir, config, rows, interrupted, started, pictures_of):
     nonfinite = int(model.nonfinite_steps.numpy())
     pictures = {}
     if pictures_of is not None:
-        draw = class_pictures if model.is_conditional else plotting
-        pictures = draw.run_pictures(model, *pictures_of, runs.read_history(run_dir),
-                                     run_dir / "pictures", config.seed)
-    shutil.rmtree(run_dir / runs.BACKUP, ignore_errors=True)
+        pictures = _pictures(model, run_dir, pictures_of, config.seed)
     runs.write_state(run_dir, status="stopped_nonfinite" if nonfinite else "finished",
                      epochs_done=done, epochs=config.epochs, stopped_early=done < config.epochs,
                      nonfinite_steps=nonfinite, train_seconds=round(time.time() - started, 1))
+    shutil.rmtree(run_dir / runs.BACKUP, ignore_errors=True)  # after "finished": never lost
     last = rows[max(rows)] if rows else {}
     summary = (f"; final loss {last.get('loss'):.3f}, val_loss "
                f"{last.get('val_loss', float('nan')):.3f}") if last else ""
