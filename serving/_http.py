@@ -25,7 +25,7 @@ from http.server import ThreadingHTTPServer
 
 from keras_vae.serving.errors import PayloadTooLargeError, ServingError
 
-__all__ = ["QuietHTTPServer", "content_length", "read_body", "discard_body",
+__all__ = ["QuietHTTPServer", "content_length", "read_body", "discard_body", "lingering_close",
            "DEFAULT_MAX_CONNECTIONS", "MAX_DISCARD_BYTES"]
 
 log = logging.getLogger("keras_vae.serving")
@@ -169,6 +169,29 @@ def read_body(rfile, connection, length, limit, deadline_s):
     return b"".join(chunks)
 
 
+def lingering_close(handler, drain_bytes=MAX_DISCARD_BYTES * 16, drain_s=1.0):
+    """Half-closes a connection whose body was left unread, then drains a little of it.
+
+    Closing a socket with unread input sends a TCP reset, which can destroy the answer
+    before the client reads it; this sends the answer's end first (FIN), then reads and
+    drops up to `drain_bytes` for at most `drain_s` seconds.
+    """
+    sock = handler.connection
+    try:
+        handler.wfile.flush()
+        sock.shutdown(socket.SHUT_WR)
+        end = time.monotonic() + drain_s
+        got = 0
+        while got < drain_bytes and time.monotonic() < end:
+            sock.settimeout(max(end - time.monotonic(), 0.01))
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            got += len(chunk)
+    except OSError:
+        pass
+
+
 def discard_body(handler, limit=MAX_DISCARD_BYTES, deadline_s=5.0):
     """Reads and drops the body of a request that takes none; closes when it cannot.
 
@@ -181,3 +204,4 @@ def discard_body(handler, limit=MAX_DISCARD_BYTES, deadline_s=5.0):
             read_body(handler.rfile, handler.connection, length, limit, deadline_s)
     except ServingError:
         handler.close_connection = True
+        handler._unread_body = True

@@ -269,7 +269,7 @@ def _raw_http(port, data):
      b"Connection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 400),
     (b"POST /v1/models/vae:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999999\r\n"
      b"Connection: close\r\n\r\n{}", 413),
-    (b"BREW /v1/models/vae HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 501),
+    (b"BREW /v1/models/vae HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 405),
 ], ids=["garbage", "chunked", "huge", "method"])
 def test_malformed_http_gets_json_errors(server, rest, data, status):
     code, body = _raw_http(server.rest_port, data)

@@ -92,6 +92,18 @@ class _RestHandler(BaseHTTPRequestHandler):
     def log_message(self, fmt, *args):  # quiet by default; -v shows requests
         log.debug("%s %s", self.address_string(), fmt % args)
 
+    def parse_request(self):
+        if not self.raw_requestline.strip():
+            self.command, self.request_version, self.requestline = None, "HTTP/1.0", ""
+            self.send_error(400, "Bad request: an empty request line")
+            return False
+        return super().parse_request()
+
+    def finish(self):
+        if getattr(self, "_unread_body", False):
+            _http.lingering_close(self)
+        super().finish()
+
     # --- plumbing
     def _head(self, status, body, reason=None, close=False, content_type="application/json"):
         self.send_response(status, reason)
@@ -106,7 +118,12 @@ class _RestHandler(BaseHTTPRequestHandler):
             metrics.count_rest(self.command, status)
 
     def send_error(self, code, message=None, explain=None):
-        """Protocol-level errors (bad request line, unsupported method) as JSON too."""
+        """Protocol-level errors (bad request line, unsupported method) as JSON, and 4xx.
+
+        http.server's 501 (unknown method) becomes 405 and its 505 (HTTP version) 400:
+        both are the client's mistake, not the server's failure.
+        """
+        code = {501: 405, 505: 400}.get(code, code)
         self.close_connection = True
         if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":
             self.request_version = "HTTP/1.0"   # answer garbage with a status line too
@@ -187,14 +204,15 @@ class _RestHandler(BaseHTTPRequestHandler):
                                    limits.max_request_bytes, limits.request_timeout_s)
         except ServingError:
             self.close_connection = True   # an unread body must not become the next request
+            self._unread_body = True
             raise
 
     def _post(self):
         raw = self._read_body()
         name, version, label, rest = self._route("POST")
         if rest in (":classify", ":regress"):
-            raise ServingError(f"{rest[1:]} is not served by this model (use :predict)",
-                               "UNIMPLEMENTED")
+            raise ServingError(f"{rest[1:]} is not served by this model: its signatures "
+                               "are predict signatures (use :predict)", "INVALID_ARGUMENT")
         if rest != ":predict":
             raise ServingError(f"Malformed request: POST {self.path[:200]}", "NOT_FOUND")
         server = self.server.model_server
