@@ -20,13 +20,18 @@ REST (default port 8501)::
 gRPC (default port 8500): `tensorflow.serving.PredictionService` (Predict,
 GetModelMetadata) and `tensorflow.serving.ModelService` (GetModelStatus).
 
-Guards a public service needs: a request body limit, a batch-size limit and a
-`num_samples` limit (any input named ``num_samples`` must lie in
-``[1, max_num_samples]``). Every malformed request gets a 4xx with a message and
-the server keeps serving; it is thread-safe and serves requests concurrently.
+Limits (`limits.py`, each a flag): rows per request for any signature, the batch of
+an input, request and response bytes (the answer's size is estimated before the model
+runs), JSON depth, the values of a gRPC TensorProto (checked against its claimed shape
+before the tensor is built), the time a body may take, REST connections and gRPC workers.
+Content-Length is validated, a body on a method that takes none is dropped (no request
+desync), undecodable protobufs are INVALID_ARGUMENT. With ``--enable_batching`` every
+signature is batched as TF Serving does (`batching.py`). Every malformed request gets a
+4xx with a message and the server keeps serving; it binds to 127.0.0.1 unless told.
 
 The modules: `repository` (base paths, versions, labels, models.config), `core`
-(`ModelServer`: lookups, input checks, predict), `rest` and `grpc` (the front ends);
+(`ModelServer`: lookups, input checks, predict), `limits`, `batching`, `tensors` (gRPC
+TensorProtos), `metrics` (``--monitoring``), `rest` and `grpc` (the front ends);
 the wire format is `keras_vae.serving.wire`, the errors `keras_vae.serving.errors`.
 
 Run it::

@@ -68,9 +68,9 @@ class Limits:
 def json_depth_upper_bound(raw):
     """The bracket depth of `raw` counting brackets inside strings too (fast, numpy)."""
     data = np.frombuffer(raw, dtype=np.uint8)
-    steps = (np.isin(data, (ord("["), ord("{"))).astype(np.int32)
-             - np.isin(data, (ord("]"), ord("}"))).astype(np.int32))
-    return int(np.cumsum(steps).max(initial=0))
+    steps = ((data == ord("[")) | (data == ord("{"))).astype(np.int8) - \
+        ((data == ord("]")) | (data == ord("}"))).astype(np.int8)
+    return int(np.cumsum(steps, dtype=np.int64).max(initial=0))
 
 
 def _exact_depth(raw, stop):
