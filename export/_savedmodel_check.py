@@ -5,12 +5,11 @@ what TF Serving sees: the SavedModel alone.
 
     python _savedmodel_check.py SAVEDMODEL_DIR INPUTS.npz OUTPUTS.npz
 
-INPUTS.npz holds z [N, d], x [M, *event], num_samples, temperature, seed,
-draws, draws_seed. OUTPUTS.npz gets '<signature>.<output>' arrays for decode,
-serving_default and encode on z and x; sample_a and sample_b (the same seed
-twice), sample_c (seed + 1), draws (many samples), and 'report' (JSON): the
-signatures found and any forbidden module (keras_vae, tensorflow_probability)
-found in sys.modules.
+INPUTS.npz holds the calls to make as 'ID|SIGNATURE|INPUT' arrays; OUTPUTS.npz
+gets 'ID.OUTPUT' arrays, the outputs of every warmup request replayed
+('warmup<i>.OUTPUT'), and 'report' (JSON): the signatures found, each signature's
+input ranks, the warmup records replayed, and any forbidden module (keras_vae,
+tensorflow_probability) found in sys.modules.
 """
 
 import importlib.util
@@ -30,50 +29,51 @@ FORBIDDEN = ("keras_vae", "tensorflow_probability")
 __all__ = ["FORBIDDEN", "main"]
 
 
-def _load_contract():
-    """export/contract.py by its path, under a name outside keras_vae (it imports only pathlib)."""
-    spec = importlib.util.spec_from_file_location("_export_contract",
-                                                  os.path.join(_HERE, "contract.py"))
+def _load(name):
+    """export/NAME.py by its path, under a name outside keras_vae (it imports no keras_vae)."""
+    spec = importlib.util.spec_from_file_location(f"_export_{name}",
+                                                  os.path.join(_HERE, f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-C = _load_contract()
+W = _load("warmup")
 
 
-def _run(signature, **inputs):
+def _run(signature, inputs):
     outputs = signature(**{k: tf.constant(v) for k, v in inputs.items()})
     return {k: v.numpy() for k, v in outputs.items()}
 
 
-def _sample(signatures, num_samples, temperature, seed):
-    return _run(signatures[C.SAMPLE], **{C.NUM_SAMPLES: np.int32(num_samples),
-                                         C.TEMPERATURE: np.float32(temperature),
-                                         C.SEED: np.int64(seed)})
+def _calls(inputs):
+    calls = {}
+    for key, value in inputs.items():
+        call_id, signature, name = key.split("|")
+        calls.setdefault((call_id, signature), {})[name] = value
+    return calls
 
 
 def main(argv):
     path, inputs_path, outputs_path = argv
-    inputs = dict(np.load(inputs_path))
     signatures = tf.saved_model.load(path).signatures
     out = {}
-
-    def put(prefix, results):
-        for key, value in results.items():
-            out[f"{prefix}.{key}"] = value
-
-    for name in (C.DECODE, C.SERVING_DEFAULT):
-        put(name, _run(signatures[name], **{C.Z: inputs[C.Z]}))
-    put(C.ENCODE, _run(signatures[C.ENCODE], **{C.X: inputs[C.X]}))
-    n, t, seed = inputs[C.NUM_SAMPLES], inputs[C.TEMPERATURE], inputs[C.SEED]
-    put("sample_a", _sample(signatures, n, t, seed))
-    put("sample_b", _sample(signatures, n, t, seed))
-    put("sample_c", _sample(signatures, n, t, seed + 1))
-    put("draws", _sample(signatures, inputs["draws"], t, inputs["draws_seed"]))
+    for (call_id, signature), inputs in _calls(dict(np.load(inputs_path))).items():
+        for key, value in _run(signatures[signature], inputs).items():
+            out[f"{call_id}.{key}"] = value
+    replayed = []
+    warmup = W.path_in(path)
+    if warmup.is_file():
+        for i, (_, signature, inputs) in enumerate(W.read(warmup)):
+            for key, value in _run(signatures[signature], inputs).items():
+                out[f"warmup{i}.{key}"] = value
+            replayed.append({"signature": signature, "inputs": sorted(inputs)})
+    ranks = {name: {k: (None if s.shape.rank is None else s.shape.rank)
+                    for k, s in fn.structured_input_signature[1].items()}
+             for name, fn in signatures.items()}
     forbidden = sorted(m for m in sys.modules if m.split(".")[0] in FORBIDDEN)
     report = {"signatures": sorted(signatures.keys()), "forbidden_modules": forbidden,
-              "tensorflow": tf.__version__}
+              "input_ranks": ranks, "warmup": replayed, "tensorflow": tf.__version__}
     out["report"] = np.array(json.dumps(report))
     np.savez(outputs_path, **out)
 

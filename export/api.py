@@ -50,13 +50,13 @@ def normalize_formats(formats):
     return tuple(n for n in FORMATS if n in names)
 
 
-def _write_artefacts(model, spec, stage, formats, opset):
+def _write_artefacts(model, spec, stage, formats, opset, name="vae"):
     """Writes and checks each format into its staging path; returns {artefact key: figures}."""
     reference = reference_lib.Reference(model, spec)
     parity = {}
     sm_path = stage.get(contract.ARTEFACT_SAVEDMODEL) or stage.scratch / contract.SAVEDMODEL_DIR
     if _SM in formats or _TFLITE in formats:  # TFLite is converted from the SavedModel
-        savedmodel.write(model, spec, sm_path)
+        savedmodel.write(model, spec, sm_path, name)
     if _SM in formats:
         parity[contract.ARTEFACT_SAVEDMODEL] = savedmodel.check(sm_path, reference)
     if _ONNX in formats:
@@ -96,7 +96,7 @@ def export_all(model_or_keras_path, out_dir, name="vae", version=1, overwrite=Fa
     final = contract.targets(out_dir, name, version, formats)
     with _staging.staged(final, overwrite, root=out_dir.parent) as stage:
         model, spec = spec_lib.prepare(model_or_keras_path)
-        parity = _write_artefacts(model, spec, stage, formats, opset)
+        parity = _write_artefacts(model, spec, stage, formats, opset, str(name))
         extra = {contract.ARTEFACT_SAVEDMODEL: {
             "base_path": contract.SAVEDMODEL_DIR, "model_name": str(name), "version": int(version)}}
         artefacts = {key: (stage[key], path.relative_to(out_dir).as_posix(), extra.get(key))

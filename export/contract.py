@@ -13,14 +13,23 @@ OUT/onnx/sampler.onnx                   ONNX_FILES["sampler"]
 OUT/onnx/sampler_int8.onnx              ONNX_FILES["sampler_int8"]
 OUT/tflite/vae.tflite                   TFLITE_FILE
 
-SavedModel signatures (SIGNATURES):
-  decode(z float32 [N, d])                             -> mean, *likelihood parameters [N, *event]
-  encode(x float32 [N, *event])                        -> loc, scale [N, d]
-  sample(num_samples int32, temperature float32, seed int64)  -> images [n, *event], z [n, d]
+SavedModel signatures (SIGNATURES), contract 2: every input has a leading batch dimension N
+  decode(z float32 [N, d][, label int64 [N]])        -> mean, *likelihood parameters [N, *event]
+  encode(x float32 [N, *event][, label int64 [N]])   -> loc, scale [N, d]
+  sample(seed int64 [N], temperature float32 [N][, label int64 [N]])
+                                                     -> images [N, *event], z [N, d]
   serving_default = decode
-ONNX: decoder(z) as decode; sampler(num_samples int64, temperature float32) -> images, z
+  (a model conditioned on a real vector takes `condition` float32 [N, c] instead of `label`)
+ONNX: decoder(z[, label]) as decode; sampler(seed, temperature[, label]) as sample
 TFLite: decode and sample, as in the SavedModel
 ```
+
+Row i of `sample` is a pure function of (seed_i, temperature_i[, label_i]): the
+counter generator of `prng` (`row_noise`) keyed by seed_i, the same in every
+runtime. Contract 1 (export folders whose manifest has no 'contract', format
+"keras_vae.export/1"): sample(num_samples int32 [], temperature float32 [], seed
+int64 []) and an ONNX sampler(num_samples int64 [], temperature float32 []);
+every reader keeps reading it (`LEGACY_INPUTS`).
 """
 
 import os
@@ -29,8 +38,12 @@ from typing import Dict, Iterable, Union
 
 PathLike = Union[str, os.PathLike]
 
-#: The manifest's format tag; a reader refuses other major formats.
-MANIFEST_FORMAT = "keras_vae.export/1"
+#: The manifest's format tag written; a reader refuses majors outside READABLE_MAJORS.
+MANIFEST_FORMAT = "keras_vae.export/2"
+#: The format majors every reader reads (1: contract 1, scalar `num_samples`).
+READABLE_MAJORS = ("1", "2")
+#: The export contract written (the manifest's 'contract'; absent means 1).
+CONTRACT_VERSION = 2
 MANIFEST_FILE = "manifest.json"
 
 SAVEDMODEL_DIR = "savedmodel"
@@ -62,6 +75,8 @@ TFLITE_SIGNATURES = (DECODE, SAMPLE)
 #: Tensor names of the signatures.
 Z = "z"
 X = "x"
+LABEL = "label"
+CONDITION = "condition"
 NUM_SAMPLES = "num_samples"
 TEMPERATURE = "temperature"
 SEED = "seed"
@@ -70,13 +85,17 @@ LOC = "loc"
 SCALE = "scale"
 IMAGES = "images"
 
-#: Input names of each signature (the decode outputs depend on the likelihood; see the manifest).
+#: Input names of each signature of an unconditional model (a conditional one adds LABEL or
+#: CONDITION last; see `inputs`). The decode outputs depend on the likelihood (the manifest).
 INPUTS = {
     DECODE: (Z,),
     ENCODE: (X,),
-    SAMPLE: (NUM_SAMPLES, TEMPERATURE, SEED),
+    SAMPLE: (SEED, TEMPERATURE),
     SERVING_DEFAULT: (Z,),
 }
+#: Contract 1's inputs where they differ (scalars): read, never written.
+LEGACY_INPUTS = {SAMPLE: (NUM_SAMPLES, TEMPERATURE, SEED)}
+LEGACY_ONNX_SAMPLER_INPUTS = (NUM_SAMPLES, TEMPERATURE)
 #: Output names that every export has (decode adds its likelihood's parameters to "mean").
 OUTPUTS = {
     DECODE: (MEAN,),
@@ -84,14 +103,27 @@ OUTPUTS = {
     SAMPLE: (IMAGES, Z),
     SERVING_DEFAULT: (MEAN,),
 }
-#: Input and output names of the ONNX sampler (no seed: onnxruntime's own seeding applies).
-ONNX_SAMPLER_INPUTS = (NUM_SAMPLES, TEMPERATURE)
+#: Input and output names of the ONNX sampler (as `sample`; a conditional one adds LABEL).
+ONNX_SAMPLER_INPUTS = (SEED, TEMPERATURE)
 ONNX_SAMPLER_OUTPUTS = (IMAGES, Z)
 
 #: The manifest's artefact keys.
 ARTEFACT_SAVEDMODEL = "savedmodel"
 ARTEFACT_TFLITE = "tflite"
 ARTEFACT_MANIFEST = "manifest"
+
+
+def condition_input(num_classes=None, condition_dim=0):
+    """The extra input of a conditional model: LABEL (classes), CONDITION (a vector) or None."""
+    if num_classes:
+        return LABEL
+    return CONDITION if condition_dim else None
+
+
+def inputs(signature, num_classes=None, condition_dim=0):
+    """The input names of `signature` for a model with this condition (contract 2)."""
+    extra = condition_input(num_classes, condition_dim)
+    return INPUTS[signature] + ((extra,) if extra else ())
 
 
 def onnx_artefact(role: str) -> str:
@@ -134,7 +166,8 @@ def targets(out_dir: PathLike, name: str, version: int,
 
 
 __all__ = [
-    "MANIFEST_FORMAT", "MANIFEST_FILE", "SAVEDMODEL_DIR", "ONNX_DIR", "TFLITE_DIR", "ONNX_DECODER",
+    "MANIFEST_FORMAT", "READABLE_MAJORS", "CONTRACT_VERSION", "LABEL", "CONDITION",
+    "LEGACY_INPUTS", "LEGACY_ONNX_SAMPLER_INPUTS", "condition_input", "inputs", "MANIFEST_FILE", "SAVEDMODEL_DIR", "ONNX_DIR", "TFLITE_DIR", "ONNX_DECODER",
     "ONNX_SAMPLER", "ONNX_SAMPLER_INT8", "ONNX_FILES", "TFLITE_FILE", "FORMAT_SAVEDMODEL",
     "FORMAT_ONNX", "FORMAT_TFLITE", "FORMATS", "DEFAULT_OPSET", "DECODE", "ENCODE", "SAMPLE",
     "SERVING_DEFAULT",

@@ -5,15 +5,24 @@ the development server, the web page builder and the clients read an export fold
 through it instead of parsing the JSON by hand. The writer (`build`) reads each
 artefact's facts back from the files themselves (`describe`).
 
-Schema (format "keras_vae.export/1"; paths relative to the manifest's folder, POSIX):
+Schema (format "keras_vae.export/2"; paths relative to the manifest's folder, POSIX):
 
 ```none
-format       str   "keras_vae.export/1": name/major; a reader refuses another name or major
+format       str   "keras_vae.export/2": name/major; a reader refuses another name, or a
+                   major outside contract.READABLE_MAJORS ("1" and "2")
+contract     int   the export contract (2: every signature input has a batch dimension,
+                   sample(seed [N], temperature [N][, label [N]])); absent in format 1
+                   folders, which are contract 1 (sample(num_samples, temperature, seed))
 created      str   ISO 8601 UTC time of the export
 formats      [str] the formats exported, a subset of ("savedmodel", "onnx", "tflite")
 onnx_opset   int   the ONNX opset (only when "onnx" was exported)
 model        {latent_dim: int d, event_shape: [int], likelihood: str, prior: str,
-              prior_components: int C, decoder_outputs: [str] ("mean" + likelihood parameters)}
+              prior_components: int C, decoder_outputs: [str] ("mean" + likelihood parameters),
+              noise_per_pixel: int k (0: images are the mean),
+              condition: null | {kind: "class", input: "label", dtype: "int64",
+                                 num_classes: int, prior: "class_conditional" | "shared"}
+                              | {kind: "vector", input: "condition", dtype: "float32",
+                                 shape: [int], size: int, prior: "shared"}}
 artefacts    {key: entry}, key one of
   "savedmodel"        {path: "savedmodel/NAME/VERSION", base_path: "savedmodel",
                        model_name: str, version: int, size_bytes: int, sha256: str,
@@ -79,6 +88,7 @@ def build(spec, artefacts, parity, sampling, tolerances, formats=None):
                  for key, (path, rel, extra) in artefacts.items()}
     manifest = {
         "format": FORMAT,
+        "contract": contract.CONTRACT_VERSION,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "model": spec.describe(),
         "artefacts": described,
@@ -139,10 +149,12 @@ def check(manifest, where="the manifest"):
     tag = manifest.get("format")
     name, _, major = FORMAT.partition("/")
     got_name, _, got_version = str(tag).partition("/")
-    if not isinstance(tag, str) or got_name != name or got_version.split(".")[0] != major:
+    if (not isinstance(tag, str) or got_name != name
+            or got_version.split(".")[0] not in contract.READABLE_MAJORS):
+        majors = ", ".join(f"{name}/{m}" for m in contract.READABLE_MAJORS)
         raise ManifestError(
-            f"{where}: format {tag!r} is not {FORMAT!r} (an export of another kind or "
-            "major version; re-export the model with this keras_vae).")
+            f"{where}: format {tag!r} is not one this reader reads ({majors}): an export of "
+            "another kind or version; re-export the model with this keras_vae.")
     model, artefacts = manifest.get("model"), manifest.get("artefacts")
     if not isinstance(model, dict) or not isinstance(artefacts, dict):
         raise ManifestError(f"{where}: 'model' and 'artefacts' must be JSON objects.")
@@ -206,6 +218,55 @@ def decoder_outputs(manifest: Manifest) -> List[str]:
     return list(manifest["model"].get("decoder_outputs") or contract.OUTPUTS[contract.DECODE])
 
 
+def contract_version(manifest: Manifest) -> int:
+    """The export contract of the folder: 2 (batched sample inputs), or 1 (older folders)."""
+    return int(manifest.get("contract") or 1)
+
+
+def condition(manifest: Manifest):
+    """The model's condition ({kind, input, num_classes | shape, ...}) or None if unconditional."""
+    return (manifest.get("model") or {}).get("condition")
+
+
+def sample_inputs(manifest: Manifest) -> Tuple[str, ...]:
+    """The input names of the SavedModel/TFLite `sample` signature for this folder's contract."""
+    if contract_version(manifest) < 2:
+        return contract.LEGACY_INPUTS[contract.SAMPLE]
+    extra = (condition(manifest) or {}).get("input")
+    return contract.INPUTS[contract.SAMPLE] + ((extra,) if extra else ())
+
+
+def check_labels(manifest: Manifest, labels, n=None):
+    """The labels as int64 [n], checked against the manifest's condition (a reader's check).
+
+    Raises:
+      ValueError: the model takes no labels, or a label is not an integer in [0, C).
+    """
+    import numpy as np
+
+    info = condition(manifest)
+    if not info or info.get("kind") != "class":
+        if labels is None:
+            return None
+        raise ValueError("This export's model is not conditioned on class labels; give no label.")
+    num_classes = int(info["num_classes"])
+    if labels is None:
+        raise ValueError(f"This export's model is class-conditional: give a label in "
+                         f"[0, {num_classes - 1}] for every row.")
+    array = np.asarray(labels)
+    if array.ndim == 0 and n is not None:
+        array = np.full(n, array)
+    if array.dtype.kind == "f" and np.all(np.isfinite(array)) and np.all(array == np.round(array)):
+        array = array.astype("int64")
+    if array.dtype.kind not in "iu" or np.any(array < 0) or np.any(array >= num_classes):
+        bad = array.reshape(-1)[:8].tolist()
+        raise ValueError(f"label must be an integer class in [0, {num_classes - 1}] "
+                         f"(the model has {num_classes} classes), got {bad}.")
+    if n is not None and array.shape != (n,):
+        raise ValueError(f"Give one label per row: {n} rows, labels of shape {array.shape}.")
+    return array.astype("int64")
+
+
 def signatures(manifest: Manifest,
                key: str = contract.ARTEFACT_SAVEDMODEL) -> Dict[str, Any]:
     """{signature: {inputs, outputs}} as recorded for the SavedModel (or key 'tflite')."""
@@ -252,5 +313,6 @@ def summary_lines(manifest: Manifest, out: PathLike) -> List[str]:
 __all__ = [
     "FORMAT", "Manifest", "ManifestError", "MissingArtefactError", "build", "write", "load",
     "check", "artefact", "artefact_path", "savedmodel_base", "onnx_file", "event_shape", "latent_dim",
-    "decoder_outputs", "signatures", "summary_lines",
+    "decoder_outputs", "contract_version", "condition", "sample_inputs", "check_labels",
+    "signatures", "summary_lines",
 ]

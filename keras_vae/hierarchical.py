@@ -40,6 +40,10 @@ _REFUSED = {
     "decoder": "the networks come from hidden_units and activation (and are saved as those)",
     "posterior": "q(z1|x) and q(z2|z1) are diagonal-Gaussian heads of widths latent_dims",
 }
+_CONDITION = ("conditioning the chain needs the condition in all five densities (q(z1|x, y), "
+              "q(z2|z1, y), p(z1|z2, y), p(x|z1, y), p(z2|y)), which its hooks do not take: "
+              "use keras_vae.VAE for a conditional model")
+_REFUSED.update(num_classes=_CONDITION, condition_shape=_CONDITION, conditional_prior=_CONDITION)
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
@@ -208,7 +212,7 @@ class HierarchicalVAE(VAE):
                                       stop=False)
         return draws["z1"], draws["z2"]
 
-    def _posterior_draws(self, x, num_samples, training, seed, stop):
+    def _posterior_draws(self, x, num_samples, training, seed, stop, condition=None):
         """z1 ~ q(z1|x), z2 ~ q(z2|z1) from one normal draw [S, B, d1 + d2].
 
         Returns a dict: 'z1', 'z2', 'params1', 'params2' and 'stopped' (None, or
@@ -280,7 +284,7 @@ class HierarchicalVAE(VAE):
         loc1, _ = self.posterior(self.encoder(tf.cast(x, "float32")))
         return self._q2_params(loc1)
 
-    def _decoder_outputs(self, z, training=False):
+    def _decoder_outputs(self, z, training=False, condition=None):
         """z2 [..., d2] -> the likelihood's input at z1 = E p(z1|z2): [..., *event_shape]."""
         loc1, _ = self._p1_params(tf.convert_to_tensor(z), training)
         return self._likelihood_outputs(loc1, training)

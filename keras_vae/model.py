@@ -15,24 +15,27 @@ A subclass with other densities (`keras_vae.hierarchical.HierarchicalVAE`)
 overrides the hooks, not the machinery:
 
 ```none
-_posterior_draws(x, S, training, seed, stop)  x -> q's parameters -> draws (a dict)
+_posterior_draws(x, S, training, seed, stop, condition)  x -> q's parameters -> draws (a dict,
+                                              with the condition vector c(y) or None)
 _log_joint(x, draws, training)                draws -> objectives.Terms, each [S, B]
-_decoder_outputs(z, training)                 the latent z -> the likelihood's input
+_decoder_outputs(z, training, condition)      the latent z -> the likelihood's input
 encoder_layers, _build_order(), _config()     the encoder side of the gradient split,
                                               (layer, input shape) to build, config keys
 ```
+
+A conditional model (`num_classes` or `condition_shape`; `keras_vae.conditioning`)
+has q(z|x, y), p(x|z, y) and, with `conditional_prior=True`, p(z|y): the hooks get the
+condition vector c(y) [B, c] and log w_s = log p(x|z_s, y) + log p(z_s|y) - log q(z_s|x, y).
 """
 
-import numpy as np
-
 from keras_vae import likelihoods as likelihoods_lib
-from keras_vae import divergences, latent, names, networks, validation
+from keras_vae import conditioning, divergences, generation, names, networks, validation
 from keras_vae import training as training_lib
 from keras_vae import objectives as objectives_lib
 from keras_vae import posteriors as posteriors_lib
 from keras_vae import priors as priors_lib
 from keras_vae._backend import keras, tf
-from keras_vae.latent import lerp, slerp
+from keras_vae.latent import lerp, slerp  # noqa: F401 (kept for callers of these names)
 from keras_vae.training import StopOnNonFiniteLoss
 
 #: The names of `names.GRADIENT_ESTIMATORS` at import (kept for callers of this name).
@@ -40,7 +43,7 @@ GRADIENT_ESTIMATORS = names.GRADIENT_ESTIMATORS.names()
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
-class VAE(keras.Model):
+class VAE(conditioning.ConditionMixin, generation.GenerationMixin, keras.Model):
     r"""A variational autoencoder with TFP distributions q(z|x), p(z) and p(x|z).
 
     Args:
@@ -64,6 +67,13 @@ class VAE(keras.Model):
       gradient_estimator: 'standard' or 'dreg' (doubly reparameterised encoder
         gradients, Tucker et al. 2019).
       seed: int seed of the training noise and of `sample`.
+      num_classes: C for a model conditioned on integer labels 0..C-1 (one-hot c(y)).
+      condition_shape: the shape of a real condition vector instead (at most one of the two).
+      conditional_prior: learn p(z|y), a Gaussian per class
+        (`priors.ClassConditionalPrior`), instead of `prior`.
+
+    A conditional model fits (x, y), and `sample`, `reconstruct`, `interpolate`,
+    `encode`, `decode` take `labels=` (one label, repeated, or one per example).
 
     Example:
 
@@ -75,20 +85,28 @@ class VAE(keras.Model):
     model.compile(optimizer="adam")
     model.fit(x_train, epochs=10, batch_size=100, validation_data=(x_test,))
     images = model.sample(16, temperature=0.8, seed=1)
+    cvae = keras_vae.VAE(event_shape=(28, 28, 1), num_classes=10)
+    cvae.compile(optimizer="adam")
+    cvae.fit(x_train, y_train, epochs=10, batch_size=100)
+    threes = cvae.sample(16, labels=3, seed=1)
     ```
     """
 
     def __init__(self, latent_dim=None, event_shape=(28, 28, 1), encoder="mlp", decoder=None,
                  prior="normal", likelihood="bernoulli", posterior=None, objective="elbo",
                  analytic_kl=True, beta=1.0, warmup_steps=0, gradient_estimator="standard",
-                 seed=None, **kwargs):
+                 seed=None, num_classes=None, condition_shape=None, conditional_prior=False,
+                 **kwargs):
         super().__init__(**kwargs)
         self.event_shape = tuple(int(s) for s in event_shape)
+        self.condition = conditioning.Condition(num_classes, condition_shape)
         self.encoder, self.decoder, self.latent_dim = networks.resolve(
-            encoder, decoder, latent_dim, self.event_shape
+            encoder, decoder, latent_dim, self.event_shape, self.condition_dim
         )
         self.posterior = posteriors_lib.get(posterior, self.latent_dim)
-        self.prior = priors_lib.get(prior, self.latent_dim, self.event_shape)
+        self.prior = priors_lib.get("class_conditional" if conditional_prior and prior in (
+            None, "normal") else prior, self.latent_dim, self.event_shape, self.condition_dim)
+        conditioning.check_prior(self, conditional_prior)
         self.likelihood = likelihoods_lib.get(likelihood, self.event_shape)
         self.objective = objectives_lib.get(objective)
         self.analytic_kl = bool(analytic_kl)
@@ -127,10 +145,11 @@ class VAE(keras.Model):
 
     def _build_order(self):
         """(layer, input shape or a function giving it) for every sub-layer, in build order."""
-        x_shape = (None,) + self.event_shape
+        x_shape, c = (None,) + self.event_shape, self.condition_dim
         return [(self.encoder, x_shape),
-                (self.posterior, lambda: self.encoder.compute_output_shape(x_shape)),
-                (self.decoder, (None, self.latent_dim)),
+                (self.posterior, lambda: conditioning.widen(
+                    self.encoder.compute_output_shape(x_shape), c)),
+                (self.decoder, (None, self.latent_dim + c)),
                 (self.likelihood, x_shape),
                 (self.prior, None)]
 
@@ -154,45 +173,64 @@ class VAE(keras.Model):
 
     # ----------------------------------------------------------------- densities
 
-    def encode(self, x, training=False):
-        """q(z|x): a TFP distribution with batch shape [B] and event shape [d]."""
-        return self.posterior.distribution(self.posterior(self.encoder(x, training=training)))
+    def encode(self, x, training=False, labels=None):
+        """q(z|x) (q(z|x, y)): a TFP distribution with batch shape [B] and event shape [d]."""
+        condition = self._condition(labels, "encode", x)
+        return self.posterior.distribution(self._posterior_params(x, training, condition))
 
-    def decode(self, z, training=False):
-        """p(x|z): a TFP distribution over examples; z of shape [..., d]."""
-        return self.likelihood.distribution(self._decoder_outputs(z, training))
+    def decode(self, z, training=False, labels=None):
+        """p(x|z) (p(x|z, y)): a TFP distribution over examples; z of shape [..., d]."""
+        condition = self._condition(labels, "decode", z)
+        return self.likelihood.distribution(self._decoder_outputs(z, training, condition))
 
-    def decoder_parameters(self, z):
-        """The likelihood's parameters for z [N, d] as a dict of tensors, with 'mean'.
+    def decoder_parameters(self, z, condition=None):
+        """The likelihood's parameters for z [N, d] (and c(y) [N, c]) as a dict, with 'mean'.
 
         E.g. {'mean', 'probs', 'logits'} for a Bernoulli likelihood. This is what an
         exported decoder returns, so it uses no TFP at all.
         """
-        outputs = self._decoder_outputs(z)
+        outputs = self._decoder_outputs(z, condition=self._condition(condition, "decode"))
         parameters = dict(self.likelihood.parameters(outputs))
         parameters["mean"] = self.likelihood.mean(outputs)
         return parameters
 
-    def encoder_parameters(self, x):
-        """The posterior's parameters (loc, scale), each [B, d], for x [B, *event_shape]."""
-        return self.posterior(self.encoder(tf.cast(x, "float32")))
+    def encoder_parameters(self, x, condition=None):
+        """The posterior's (loc, scale), each [B, d], for x [B, *event] (and c(y) [B, c])."""
+        condition = self._condition(condition, "encode")
+        return self._posterior_params(tf.cast(x, "float32"), False, condition)
 
-    def prior_distribution(self):
-        """p(z): a TFP distribution with event shape [d]."""
-        return self.prior.distribution(encode=self.encode)
+    def _posterior_params(self, x, training=False, condition=None):
+        """q's parameters: the head on the encoder's features, joined with c(y) if given."""
+        features = self.encoder(x, training=training)
+        if condition is not None:
+            features = conditioning.join(features, condition)
+        return self.posterior(features)
 
-    def _likelihood_outputs(self, z, training=False):
-        """The decoder of x on the latent next to x, z [..., d] -> [..., *event_shape]."""
+    def prior_distribution(self, condition=None):
+        """p(z) (p(z|y) for a class-conditional prior given c(y)): event shape [d]."""
+        if condition is not None and self.prior.conditional:
+            return self.prior.distribution(encode=self._encode_prior, condition=condition)
+        return self.prior.distribution(encode=self._encode_prior)
+
+    def _encode_prior(self, u):
+        """q(z|u) of a prior's pseudo-inputs (VampPrior); a zero condition if conditional."""
+        zeros = tf.zeros((tf.shape(u)[0], self.condition_dim)) if self.is_conditional else None
+        return self.posterior.distribution(self._posterior_params(u, False, zeros))
+
+    def _likelihood_outputs(self, z, training=False, condition=None):
+        """The decoder of x on the latent next to x (and c(y)), z [..., d] -> [..., *event]."""
+        if condition is not None:
+            z = conditioning.join(z, condition)
         return networks.apply_flat(
             lambda flat: self.likelihood(self.decoder(flat, training=training)), z
         )
 
-    def _decoder_outputs(self, z, training=False):
-        """Hook: the model's latent z [..., d] -> the likelihood's input [..., *event_shape]."""
-        return self._likelihood_outputs(z, training)
+    def _decoder_outputs(self, z, training=False, condition=None):
+        """Hook: the latent z [..., d] (and c(y)) -> the likelihood's input [..., *event]."""
+        return self._likelihood_outputs(z, training, condition)
 
     def compute_terms(self, x, num_samples=None, training=False, seed=None,
-                      gradient_estimator=None):
+                      gradient_estimator=None, condition=None):
         """One forward pass: the per-sample log-densities of S draws z ~ q(z|x).
 
         Args:
@@ -202,6 +240,8 @@ class VAE(keras.Model):
           seed: an int or a `keras.random.SeedGenerator` (default: the model's noise seed).
           gradient_estimator: 'standard' or 'dreg' (default: the model's); 'dreg'
             adds log q(z|x) with q's parameters stopped.
+          condition: a conditional model's labels or condition vectors c(y), one per
+            example (required then; refused by an unconditional model).
 
         Returns:
           An `objectives.Terms` with [S, B] log p(x|z), log p(z), log q(z|x)
@@ -210,33 +250,36 @@ class VAE(keras.Model):
         estimator = names.GRADIENT_ESTIMATORS.canonical(gradient_estimator
                                                         or self.gradient_estimator)
         x = tf.cast(x, "float32")
+        condition = self._condition(condition, "compute_terms")
         draws = self._posterior_draws(x, num_samples or self.objective.num_samples, training,
-                                      seed, stop=estimator == "dreg")
+                                      seed, stop=estimator == "dreg", condition=condition)
         return self._log_joint(x, draws, training)
 
-    def _posterior_draws(self, x, num_samples, training, seed, stop):
-        """Hook: q's parameters for x and S reparameterised draws from q.
+    def _posterior_draws(self, x, num_samples, training, seed, stop, condition=None):
+        """Hook: q's parameters for x (and c(y)) and S reparameterised draws from q.
 
         Returns a dict: 'z' [S, B, d], 'params' (loc, scale), 'stopped' (the
-        parameters under stop_gradient when `stop`, else None).
+        parameters under stop_gradient when `stop`, else None), 'condition'.
         """
-        params = self.posterior(self.encoder(x, training=training))
+        params = self._posterior_params(x, training, condition)
         z = self.posterior.sample(params, num_samples, seed=self._noise(seed))
         stopped = tf.nest.map_structure(tf.stop_gradient, params) if stop else None
-        return {"z": z, "params": params, "stopped": stopped}
+        return {"z": z, "params": params, "stopped": stopped, "condition": condition}
 
     def _log_joint(self, x, draws, training):
         """Hook: `objectives.Terms` of the draws of `_posterior_draws`."""
-        z = draws["z"]
+        z, condition = draws["z"], draws.get("condition")
         q = self.posterior.distribution(draws["params"])
-        p_z = self.prior_distribution()
+        p_z = self.prior_distribution(condition)
         log_posterior_stopped = None
         if draws["stopped"] is not None:
             log_posterior_stopped = self.posterior.distribution(draws["stopped"]).log_prob(z)
         kl = divergences.analytic_kl(q, p_z) if self.analytic_kl else None
         kl_per_dim = (divergences.kl_per_unit(q, p_z, z, self.analytic_kl)
                       if getattr(self.objective, "free_bits", 0) > 0 else None)
-        return objectives_lib.Terms(self.decode(z, training=training).log_prob(x),
+        p_x = (self.decode(z, training=training) if condition is None  # (subclasses' decode)
+               else self.decode(z, training=training, labels=condition))
+        return objectives_lib.Terms(p_x.log_prob(x),
                                     p_z.log_prob(z), q.log_prob(z), log_posterior_stopped,
                                     kl, kl_per_dim)
 
@@ -250,10 +293,10 @@ class VAE(keras.Model):
         return training_lib.kl_weight_schedule(step, self.beta, self.warmup_steps)
 
     def train_step(self, data):
-        x = _features(data)
+        x, condition = conditioning.unpack(self, data)
         variables = self.trainable_variables
         with tf.GradientTape(persistent=True) as tape:
-            terms = self.compute_terms(x, training=True)
+            terms = self.compute_terms(x, training=True, condition=condition)
             decoder_value, encoder_value = self.objective.surrogates(
                 terms, self.kl_weight(), dreg=self.gradient_estimator == "dreg"
             )
@@ -267,8 +310,8 @@ class VAE(keras.Model):
         return self._update_metrics(terms, decoder_value)
 
     def test_step(self, data):
-        x = _features(data)
-        terms = self.compute_terms(x, training=False)
+        x, condition = conditioning.unpack(self, data)
+        terms = self.compute_terms(x, training=False, condition=condition)
         value, _ = self.objective.surrogates(terms, self.beta)
         return self._update_metrics(terms, value)
 
@@ -285,6 +328,8 @@ class VAE(keras.Model):
         """
         self.validate_inputs(x, "x")
         self.validate_inputs(validation_data, "validation_data")
+        conditioning.check_data(self, x, y, "x")
+        conditioning.check_data(self, validation_data, None, "validation_data")
         callbacks = list(callbacks or [])
         callbacks.append(StopOnNonFiniteLoss())
         return super().fit(x, y, *args, callbacks=callbacks, validation_data=validation_data,
@@ -292,6 +337,7 @@ class VAE(keras.Model):
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         self.validate_inputs(x, "x")
+        conditioning.check_data(self, x, y, "x")
         return super().evaluate(x, y, *args, **kwargs)
 
     def validate_inputs(self, x, name="x"):
@@ -302,60 +348,7 @@ class VAE(keras.Model):
         """
         validation.check_model_inputs(self, x, name)
 
-    # ----------------------------------------------------------------- user API
-
-    def call(self, x, training=False):
-        """The reconstruction mean: E p(x | z = E q(z|x)) (z the latent next to x)."""
-        loc, _ = self.posterior(self.encoder(x, training=training))
-        return self.likelihood.mean(self._likelihood_outputs(loc, training))
-
-    def reconstruct(self, x, sample=False, seed=None):
-        """Decodes the mean of q(z|x) (or a draw from it, with sample=True).
-
-        z is the latent next to x (z1 in a hierarchy): this is the reconstruction
-        the bound scores, log p(x|z).
-        """
-        self.validate_inputs(x, "x")
-        params = self.posterior(self.encoder(tf.cast(x, "float32")))
-        z = self.posterior.sample(params, seed=self._seed(seed)) if sample else params[0]
-        return self.likelihood.mean(self._likelihood_outputs(z))
-
-    def sample_latents(self, num_samples, temperature=1.0, seed=None):
-        """Draws z [n, d] from the prior at a temperature (the scale times T)."""
-        return self.prior.sample(num_samples, temperature, seed=self._seed(seed),
-                                 encode=self.encode)
-
-    def sample(self, num_samples, temperature=1.0, seed=None):
-        """Mean images of p(x|z) for z drawn from the prior: [n, *event_shape]."""
-        z = self.sample_latents(num_samples, temperature, seed)
-        return self.likelihood.mean(self._decoder_outputs(z))
-
-    def interpolate(self, x_a, x_b, steps=8, method="linear"):
-        """Decodes a path between the posterior means of x_a and x_b.
-
-        `method` is 'linear' or 'slerp' (spherical, which keeps the norm typical
-        of a Gaussian prior; White, 2016). Single examples give
-        [steps, *event_shape]; batches [B, steps, *event_shape].
-        """
-        latent.check_path(steps, method)
-        single = np.ndim(x_a) == len(self.event_shape)
-        x_a, x_b = (np.asarray(v, "float32")[None] if single else np.asarray(v, "float32")
-                    for v in (x_a, x_b))
-        self.validate_inputs(x_a, "x_a")
-        self.validate_inputs(x_b, "x_b")
-        path = latent.path(self.encode(x_a).mean(), self.encode(x_b).mean(), steps, method)
-        images = self.likelihood.mean(self._decoder_outputs(path))
-        return images[0] if single else images
-
-    def initialize_output_bias(self, x):
-        """Sets the decoder's output bias to the logit of the mean training pixel (Burda et al.).
-
-        The logit for a likelihood on [0, 1] (Bernoulli, continuous Bernoulli); for
-        others (Gaussian) the mean itself.
-        """
-        self.build()
-        logit = tuple(self.likelihood.support) == (0.0, 1.0)
-        networks.initialize_output_bias(self.decoder, x, logit=logit)
+    # ----------------------------------------------------------------- seeds
 
     def _seed(self, seed):
         return self._sample_seed if seed is None else int(seed)
@@ -376,7 +369,13 @@ class VAE(keras.Model):
                 **self._serialized("encoder", "decoder", "prior", "likelihood", "posterior",
                                    "objective"),
                 **self._attributes("analytic_kl", "beta", "warmup_steps", "gradient_estimator",
-                                   "seed")}
+                                   "seed"), **self._condition_config()}
+
+    def _condition_config(self):
+        """num_classes / condition_shape / conditional_prior: nothing for an unconditional model."""
+        if not self.is_conditional:
+            return {}
+        return {**self.condition.config(), "conditional_prior": bool(self.prior.conditional)}
 
     def _serialized(self, *keys):
         return {key: keras.saving.serialize_keras_object(getattr(self, key)) for key in keys}
@@ -388,12 +387,6 @@ class VAE(keras.Model):
     def from_config(cls, config):
         """The model of `get_config()`: the constructor deserialises the layer dicts itself."""
         return cls(**config)
-
-
-def _features(data):
-    """x from a batch that may be x, (x,), (x, y) or (x, y, sample_weight)."""
-    x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-    return x
 
 
 __all__ = ["VAE", "GRADIENT_ESTIMATORS", "StopOnNonFiniteLoss", "lerp", "slerp"]

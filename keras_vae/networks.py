@@ -55,7 +55,7 @@ def check_preset(preset):
     names.PRESETS.entry(preset)
 
 
-def resolve(encoder, decoder, latent_dim, event_shape):
+def resolve(encoder, decoder, latent_dim, event_shape, condition_dim=0):
     """The (encoder, decoder, latent_dim) a VAE is given as names, config dicts or layers.
 
     Args:
@@ -63,6 +63,8 @@ def resolve(encoder, decoder, latent_dim, event_shape):
       decoder: as `encoder`, or None for the encoder's preset.
       latent_dim: the size d of z, or None for the preset's.
       event_shape: the shape of one example.
+      condition_dim: c, the width of a conditional model's condition: a preset
+        decoder then reads concat(z, c(y)), [N, d + c].
 
     Returns:
       The two networks and d.
@@ -81,7 +83,7 @@ def resolve(encoder, decoder, latent_dim, event_shape):
     if latent_dim is None:
         raise ValueError("latent_dim is required when the encoder is not a preset name.")
     if isinstance(decoder, str):
-        decoder = build_decoder(decoder, int(latent_dim), event_shape)
+        decoder = build_decoder(decoder, int(latent_dim) + int(condition_dim), event_shape)
     elif isinstance(decoder, dict):
         decoder = keras.saving.deserialize_keras_object(decoder)
     elif decoder is None:

@@ -11,6 +11,9 @@ check_support(x, likelihood)       model inputs: inside the likelihood's support
 check_images(x, name, likelihood)  user images -> float32 [N, H, W, C]: 0-255 integers
                                    scaled, then inside the likelihood's support
 check_labels(y, n)                 one label per example
+check_class_labels(y, C)           a conditional model's labels: integers in 0..C-1 [B]
+                                   (or one-hot / soft vectors [B, C])
+check_condition_vectors(y, shape)  a conditional model's real condition vectors
 check_unit_interval(x)             probabilities to binarise: finite, in [0, 1]
 check_model_inputs(model, x)       what `VAE.validate_inputs` checks: dtype, the example
                                    shape, a tf.data.Dataset by its first batch, support
@@ -224,6 +227,74 @@ def check_labels(y, n, name="labels"):
     return y
 
 
+def check_class_labels(y, num_classes, name="labels"):
+    """Checks the labels of a model with `num_classes`: integers 0..C-1, or vectors [B, C].
+
+    Args:
+      y: integer labels [B] (or [B, 1]; integer-valued floats are accepted) or
+        one-hot / soft label vectors [B, C].
+      num_classes: C.
+      name: what `y` is, for the message.
+
+    Returns:
+      int64 labels [B], or the float vectors [B, C].
+
+    Raises:
+      ValueError: a non-numeric dtype, another shape, a non-integer label or one
+        outside 0..C-1 (the message names the first and the range).
+    """
+    y = _as_array(y)
+    if y.dtype.kind not in "fiub":
+        raise ValueError(f"{name} have dtype {y.dtype}; expected integer class labels.")
+    if y.ndim == 2 and y.shape[1] == num_classes and y.dtype.kind == "f":
+        check_finite(y, name)
+        return y
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(
+            f"{name} have shape {y.shape}; expected (B,) integer labels in 0..{num_classes - 1} "
+            f"or (B, {num_classes}) label vectors."
+        )
+    whole = np.isfinite(y) & (y == np.round(y)) if y.dtype.kind == "f" else np.ones(y.shape, bool)
+    if not whole.all():
+        i = int(np.argmin(whole))
+        raise ValueError(f"{name}[{i}] = {y[i].item()!r} is not an integer class label; labels "
+                         f"must be integers in 0..{num_classes - 1}.")
+    outside = (y < 0) | (y >= num_classes)
+    if outside.any():
+        i = int(np.argmax(outside))
+        raise ValueError(f"{name}[{i}] = {int(y[i])} is outside the classes 0..{num_classes - 1} "
+                         f"(num_classes={num_classes}).")
+    return y.astype("int64")
+
+
+def check_condition_vectors(y, condition_shape, name="condition"):
+    """Checks real condition vectors: numeric, finite, of shape [B, *condition_shape].
+
+    Args:
+      y: the condition vectors ([B, c] flattened is accepted too).
+      condition_shape: the shape of one condition.
+      name: what `y` is, for the message.
+
+    Returns:
+      `y` as a numpy array.
+
+    Raises:
+      ValueError: a non-numeric dtype, another shape, or NaN/Inf.
+    """
+    y = _as_array(y)
+    shape = tuple(condition_shape)
+    flat = (int(np.prod(shape)),)
+    if y.dtype.kind not in "fiub":
+        raise ValueError(f"{name} have dtype {y.dtype}; expected a numeric array.")
+    if y.ndim < 1 or tuple(y.shape[1:]) not in (shape, flat):
+        raise ValueError(f"{name} have shape {y.shape}; expected (B,) + {shape}, one "
+                         "condition per example.")
+    check_finite(y, name)
+    return y
+
+
 def check_unit_interval(x, name="x"):
     """Checks probabilities to binarise: finite values in [0, 1].
 
@@ -284,6 +355,7 @@ def check_model_inputs(model, x, name="x"):
 
 
 __all__ = [
-    "check_finite", "check_support", "check_images", "check_labels", "check_unit_interval",
+    "check_finite", "check_support", "check_images", "check_labels", "check_class_labels",
+    "check_condition_vectors", "check_unit_interval",
     "check_model_inputs", "likelihood_support", "unit_interval_likelihood",
 ]

@@ -5,15 +5,19 @@ from keras_vae.serving.client import RestClient, GrpcClient
 
 client = RestClient("http://localhost:8501", model="vae")     # or GrpcClient("localhost:8500")
 images = client.sample(16, temperature=0.8, seed=1)             # numpy [16, 28, 28, 1]
+threes = client.sample(16, seed=1, labels=3)                    # a class-conditional model
 means = client.decode(z)                                        # numpy [N, 28, 28, 1]
 params = client.decode(z, outputs=None)                         # {"mean", "probs", "logits"}
 client.status(); client.metadata()                             # model status, signatures
 ```
 
 Both clients pick TF Serving's row format ("instances") for signatures whose
-inputs share a batch dimension (decode, encode) and the column format
-("inputs") for signatures with scalar inputs (sample), from the model's own
-metadata. They retry connection failures (not server answers) with backoff,
+inputs share a batch dimension (every signature of export contract 2) and the
+column format ("inputs") for signatures with scalar inputs (contract 1's sample),
+from the model's own metadata; `sample` sends per-row seeds (row i: seed + i) or
+contract 1's scalars, whichever the signature takes. A class-conditional model's
+labels are checked by the SavedModel's graph (its INVALID_ARGUMENT message names
+the range) after the client's own check that they are integers >= 0. They retry connection failures (not server answers) with backoff,
 apply a timeout to every call, and raise `ServingError` carrying the server's
 ``{"error": ...}`` message and status code.
 
@@ -101,8 +105,11 @@ class _BaseClient:
                 outputs[key] = value.astype(wire.DTYPES[info["dtype"]], copy=False)
         return outputs
 
-    def decode(self, z, outputs="mean", signature_name=contract.DECODE):
-        """p(x|z)'s parameters for latents z [N, d].
+    def _condition(self, signature_name, labels, n):
+        return wire.condition_inputs(self._signature(signature_name), signature_name, labels, n)
+
+    def decode(self, z, outputs="mean", signature_name=contract.DECODE, labels=None):
+        """p(x|z[, y])'s parameters for latents z [N, d] (labels [N] or one label, if conditional).
 
         outputs: one output name (default "mean": a numpy array [N, *image_shape]),
         or None for the dict of all outputs (e.g. mean, probs, logits).
@@ -111,22 +118,31 @@ class _BaseClient:
         if z.ndim == 1:
             z = z[None]
         (z_name,) = contract.INPUTS[contract.DECODE]
-        result = self.predict({z_name: z}, signature_name=signature_name)
+        inputs = {z_name: z, **self._condition(signature_name, labels, len(z))}
+        result = self.predict(inputs, signature_name=signature_name)
         return result if outputs is None else result[outputs]
 
     def sample(self, n, temperature=1.0, seed=None, return_latents=False,
-               signature_name=contract.SAMPLE):
+               signature_name=contract.SAMPLE, labels=None):
         """n images drawn from the prior at a temperature: numpy [n, *image_shape].
 
-        seed: an int for reproducible draws (the same seed, the same images); None
-        draws a fresh random seed. return_latents=True returns (images, z).
+        seed: an int for reproducible draws (row i draws with seed + i, the same image
+        as in every runtime for that seed); None draws a fresh random seed. labels: the
+        class of every row or one per row (conditional models). return_latents=True
+        returns (images, z).
         """
         if seed is None:
             seed = secrets.randbits(62)
-        n_name, t_name, seed_name = contract.INPUTS[contract.SAMPLE]
         images, z = contract.OUTPUTS[contract.SAMPLE]
-        result = self.predict({n_name: int(n), t_name: float(temperature), seed_name: int(seed)},
-                              signature_name=signature_name)
+        if contract.NUM_SAMPLES in self._signature(signature_name)["inputs"]:  # contract 1
+            n_name, t_name, seed_name = contract.LEGACY_INPUTS[contract.SAMPLE]
+            inputs = {n_name: int(n), t_name: float(temperature), seed_name: int(seed)}
+        else:
+            seed_name, t_name = contract.INPUTS[contract.SAMPLE]
+            inputs = {seed_name: int(seed) + np.arange(int(n), dtype=np.int64),
+                      t_name: np.full(int(n), float(temperature), np.float32),
+                      **self._condition(signature_name, labels, int(n))}
+        result = self.predict(inputs, signature_name=signature_name)
         return (result[images], result[z]) if return_latents else result[images]
 
     def _with_retries(self, call, what):

@@ -14,11 +14,12 @@ column {"signature_name": S, "inputs": {"num_samples": 4, ...}} -> {"outputs": {
 
 import numpy as np
 
+from keras_vae.export import contract
 from keras_vae.serving.errors import ServingError
 
 __all__ = ["DTYPES", "HTTP_STATUS", "REQUEST_KEYS", "signature_summary", "is_row_compatible",
            "to_json_value", "as_array", "is_row_request", "request_inputs", "response_body",
-           "row_request", "column_request", "response_outputs"]
+           "row_request", "column_request", "response_outputs", "condition_inputs"]
 
 #: The keys a REST predict body may hold.
 REQUEST_KEYS = ("signature_name", "instances", "inputs")
@@ -289,3 +290,34 @@ def response_outputs(payload, output_names):
             return {k: np.asarray(v) for k, v in values.items()}
     (name,) = output_names
     return {name: np.asarray(values)}
+
+
+def condition_inputs(summary, signature_name, labels, n):
+    """{condition input: array [n]} for a conditional signature (`summary`), else {}.
+
+    Integer labels (one, repeated, or one per row) are checked to be integers >= 0
+    here; the SavedModel's graph checks the upper bound (INVALID_ARGUMENT naming it).
+
+    Raises:
+      ValueError: labels for an unconditional signature, none for a conditional one,
+        non-integer or negative labels, or not one per row.
+    """
+    extra = [k for k in (contract.LABEL, contract.CONDITION) if k in summary["inputs"]]
+    if not extra:
+        if labels is not None:
+            raise ValueError(f"signature {signature_name!r} takes no labels: the model is "
+                             "not conditional")
+        return {}
+    if labels is None:
+        raise ValueError(f"signature {signature_name!r} is conditional: give labels=")
+    array = np.asarray(labels)
+    if extra[0] == contract.LABEL:
+        if array.ndim == 0:
+            array = np.full(n, array)
+        if array.dtype.kind not in "iu" or np.any(array < 0):
+            raise ValueError(f"labels must be integer classes >= 0, got {array[:8].tolist()}")
+    elif array.ndim == 1:
+        array = np.broadcast_to(array, (n,) + array.shape)
+    if len(array) != n:
+        raise ValueError(f"give one label per row: {n} rows, {len(array)} labels")
+    return {extra[0]: array}

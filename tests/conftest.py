@@ -57,3 +57,14 @@ def exported_vae(tmp_path_factory, mnist_binary):
     out = tmp_path_factory.mktemp("export") / "out"
     export_tiny_vae(out, mnist_binary)
     return out
+
+
+@pytest.fixture(scope="session")
+def exported_conditional(tmp_path_factory, mnist_binary):
+    """(export folder, Keras model, manifest) of a small class-conditional VAE (10 classes,
+    p(z|y) learned), exported once per session by `export_all` (model name 'cvae')."""
+    from serving_support import export_conditional_vae
+
+    out = tmp_path_factory.mktemp("export_conditional") / "out"
+    model, manifest = export_conditional_vae(out, mnist_binary)
+    return out, model, manifest

@@ -128,3 +128,40 @@ def write_row_savedmodel(base, version=1, latent_dim=LATENT_DIM, delay_s=0.0):
     tf.saved_model.save(toy, str(path), signatures={
         "decode": toy.decode, "sample": toy.sample, "serving_default": toy.decode})
     return path
+
+
+#: The classes of the conditional export fixture.
+NUM_CLASSES = 10
+
+
+def export_conditional_vae(out, mnist_binary):
+    """A small class-conditional VAE (p(z|y) learned, one epoch on 500 labelled digits),
+    exported into `out`; returns (model, manifest)."""
+    import keras
+
+    import keras_vae
+    from keras_vae import networks
+    from keras_vae.export import export_all
+
+    event = (28, 28, 1)
+    model = keras_vae.VAE(
+        latent_dim=LATENT_DIM, event_shape=event, num_classes=NUM_CLASSES,
+        conditional_prior=True, seed=0,
+        encoder=networks.build_encoder("mlp", event, hidden_units=(32,)),
+        decoder=networks.build_decoder("mlp", LATENT_DIM + NUM_CLASSES, event,
+                                       hidden_units=(32,)))
+    x, y = mnist_binary[0][:500], mnist_binary[1][:500]
+    model.initialize_output_bias(x)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    model.fit(x, y, epochs=1, batch_size=100, verbose=0)
+    return model, export_all(model, out, name="cvae", version=1)
+
+
+def conditional_reference(model, rows=10, seed=5):
+    """(z [rows, d], labels [rows], the Keras decoder's mean at (z, labels)) as numpy."""
+    import numpy as np
+
+    z = np.random.default_rng(seed).standard_normal((rows, LATENT_DIM)).astype("float32")
+    labels = (np.arange(rows) % NUM_CLASSES).astype("int64")
+    mean = np.asarray(model.decoder_parameters(z, condition=model.condition_vector(labels))["mean"])
+    return z, labels, mean

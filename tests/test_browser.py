@@ -317,3 +317,45 @@ def test_page_server_serves_only_its_three_roots(page_url):
         assert err.value.code == 404, path
     with urllib.request.urlopen(page_url + "ort/ort-wasm-simd-threaded.wasm", timeout=10) as r:
         assert r.headers["Content-Type"] == "application/wasm"
+
+
+@pytest.fixture(scope="module")
+def conditional_url(exported_conditional):
+    require_node_modules()
+    server = webapp.serve_web(exported_conditional[0], host="127.0.0.1", port=0,
+                              ort_path=ORT_DIR, block=False)
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+def test_conditional_page_picks_a_class_and_decodes_like_keras(browser, conditional_url,
+                                                               exported_conditional):
+    from serving_support import conditional_reference
+
+    _, model, _ = exported_conditional
+    browser.events.clear()
+    browser.call("Page.navigate", url=conditional_url + "?label=3&seed=11")
+    wait_for(browser, "window.kvae && window.kvae.state === 'ready'")
+    assert browser.evaluate("[...document.getElementById('label').options].length") == 10
+    assert browser.evaluate("document.getElementById('label-control').hidden") is False
+    kvae = browser.evaluate("window.kvae")
+    assert kvae["label"] == 3 and kvae["seed"] == 11
+    z, labels, want = conditional_reference(model)
+    decoded = browser.evaluate(f"window.kvae.decode({json.dumps(z.tolist())}, "
+                               f"{json.dumps(labels.tolist())})")
+    got = np.asarray(decoded["mean"]["data"], "float32").reshape(decoded["mean"]["dims"])
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+    cold = browser.evaluate("window.kvae.sample({n: 2, temperature: 0, seed: 5, label: 7})")
+    loc, _ = model.prior.class_components()  # temperature 0: p(z|y=7)'s mean
+    np.testing.assert_allclose(np.reshape(cold["z"]["data"], (2, -1)), loc[[7, 7]], atol=1e-6)
+    error = browser.evaluate("window.kvae.sample({n: 2, temperature: 1, seed: 5, label: 10})"
+                             ".then(() => 'accepted', (e) => e.message)")
+    assert "label must be an integer class in [0, 9]" in error, error
+    assert browser.problems() == []
+    browser.call("Page.navigate", url=conditional_url + "?label=12")
+    state = wait_for(browser, "window.kvae && window.kvae.state !== 'loading' && "
+                              "window.kvae.state")
+    assert state == "error"
+    message = browser.evaluate("document.getElementById('status').textContent")
+    assert "label must be an integer class in [0, 9]" in message, message

@@ -135,6 +135,7 @@ def test_manifest_model_versions_and_parity(exported):
     assert manifest["model"] == {
         "latent_dim": LATENT, "event_shape": list(EVENT), "likelihood": "bernoulli",
         "prior": "normal", "prior_components": 1, "decoder_outputs": ["logits", "mean", "probs"],
+        "noise_per_pixel": 0, "condition": None,
     }
     import onnx
     import onnxruntime
@@ -164,7 +165,9 @@ def test_manifest_model_versions_and_parity(exported):
         assert figures["mean_max_sigmas"] <= verify.DISTRIBUTION_SIGMAS
     assert manifest["tolerances"]["decode_atol"] == verify.DECODE_ATOL
     assert manifest["onnx_opset"] == 17 and manifest["formats"] == ["savedmodel", "onnx", "tflite"]
-    assert "set_seed" in manifest["sampling"]["onnx"]
+    assert "seed [N]" in manifest["sampling"]["onnx"]
+    assert manifest["contract"] == 2 and manifest["format"] == "keras_vae.export/2"
+    assert parity["savedmodel"]["warmup"]["records"] == 4
 
 
 def test_manifest_signatures_match_what_each_runtime_reads(exported):
@@ -189,8 +192,13 @@ def test_manifest_signatures_match_what_each_runtime_reads(exported):
         for name, spec in fn.structured_outputs.items():
             assert entry["outputs"][name]["dtype"] == spec.dtype.name
             assert entry["outputs"][name]["shape"] == [-1 if d is None else d for d in spec.shape]
-    assert signatures["sample"]["inputs"]["num_samples"]["dtype"] == "int32"
-    assert signatures["sample"]["inputs"]["seed"]["dtype"] == "int64"
+    assert signatures["sample"]["inputs"]["seed"] == {
+        "name": "sample_seed:0", "dtype": "int64", "shape": [-1]}
+    assert signatures["sample"]["inputs"]["temperature"]["shape"] == [-1]
+    # Contract 2: every input of every signature has a batch dimension (TF Serving batching).
+    for key, entry in signatures.items():
+        for name, tensor in entry["inputs"].items():
+            assert tensor["shape"] and tensor["shape"][0] == -1, (key, name)
     assert signatures["serving_default"]["outputs"].keys() == signatures["decode"]["outputs"].keys()
     # ONNX: the graph's own inputs and outputs.
     for key in ("onnx_decoder", "onnx_sampler", "onnx_sampler_int8"):
@@ -201,9 +209,10 @@ def test_manifest_signatures_match_what_each_runtime_reads(exported):
         assert sorted(artefacts[key]["outputs"]) == sorted(o.name for o in model.graph.output)
     assert sorted(artefacts["onnx_decoder"]["outputs"]) == ["logits", "mean", "probs"]
     assert artefacts["onnx_decoder"]["inputs"]["z"]["shape"] == ["N", LATENT]
-    assert artefacts["onnx_sampler"]["inputs"]["num_samples"] == {
-        "name": "num_samples", "dtype": "int64", "shape": []}
-    assert artefacts["onnx_sampler"]["outputs"]["images"]["shape"] == ["n", *EVENT]
+    assert artefacts["onnx_sampler"]["inputs"] == {
+        "seed": {"name": "seed", "dtype": "int64", "shape": ["N"]},
+        "temperature": {"name": "temperature", "dtype": "float32", "shape": ["N"]}}
+    assert artefacts["onnx_sampler"]["outputs"]["images"]["shape"] == ["N", *EVENT]
     # TFLite: the interpreter's signature runners.
     interp = Interpreter(model_path=str(out / artefacts["tflite"]["path"]))
     tfl = artefacts["tflite"]["signatures"]
@@ -229,13 +238,16 @@ z = np.load(z_path)
 dec = {k: v.numpy().tolist() for k, v in sig["decode"](z=tf.constant(z)).items()}
 default = {k: v.numpy().tolist() for k, v in sig["serving_default"](z=tf.constant(z)).items()}
 def sample(seed, n=4, t=1.0):
-    out = sig["sample"](num_samples=tf.constant(n, tf.int32), temperature=tf.constant(t),
-                        seed=tf.constant(seed, tf.int64))
+    out = sig["sample"](temperature=tf.fill([n], float(t)),
+                        seed=tf.constant(seed + np.arange(n), tf.int64))
     return {k: v.numpy().tolist() for k, v in out.items()}
+ranks = {name: [s.shape.rank for s in fn.structured_input_signature[1].values()]
+         for name, fn in sig.items()}
 enc = sig["encode"](x=tf.zeros([2, 28, 28, 1]))
 print(json.dumps({
     "decode": dec, "serving_default": default, "a": sample(7), "b": sample(7), "c": sample(8),
     "cold": sample(7, n=3, t=0.0), "encode_shapes": {k: v.shape.as_list() for k, v in enc.items()},
+    "ranks": ranks, "one": sample(9, n=1),
     "modules": sorted(m for m in sys.modules
                       if m.split(".")[0] in ("keras_vae", "tensorflow_probability", "keras")),
 }))
@@ -259,6 +271,11 @@ def test_savedmodel_runs_in_a_process_without_keras_vae_or_tfp(exported, trained
         np.testing.assert_array_equal(result["serving_default"][key], result["decode"][key])
     assert result["a"] == result["b"]  # the same seed reproduces
     assert result["a"]["z"] != result["c"]["z"]
+    # Every input of every signature, read back from the SavedModel, has rank >= 1.
+    assert set(result["ranks"]) == {"decode", "sample", "encode", "serving_default"}
+    assert all(r is not None and r >= 1 for ranks in result["ranks"].values() for r in ranks)
+    # Row i is its seed's: seed 9 alone is row 2 of the batch of seeds 7, 8, 9, 10.
+    np.testing.assert_allclose(result["one"]["z"][0], result["a"]["z"][2], atol=1e-6)
     assert np.asarray(result["a"]["images"]).shape == (4, *EVENT)
     np.testing.assert_allclose(result["a"]["images"],
                                _keras_decode(trained[0], np.asarray(result["a"]["z"], "float32"))["mean"],
@@ -278,7 +295,8 @@ def test_saved_model_cli_lists_the_signatures(exported):
     text = result.stdout
     for name in ("decode", "sample", "encode", "serving_default"):
         assert f"signature_def['{name}']" in text
-    for tensor in ("inputs['z']", "inputs['num_samples']", "inputs['temperature']",
+    assert "inputs['num_samples']" not in text
+    for tensor in ("inputs['z']", "inputs['temperature']",
                    "inputs['seed']", "inputs['x']", "outputs['images']", "outputs['probs']",
                    "outputs['loc']"):
         assert tensor in text, tensor
@@ -287,38 +305,29 @@ def test_saved_model_cli_lists_the_signatures(exported):
 # ------------------------------------------------------------------ ONNX
 
 
-_ORT_DRAW = r"""
-import sys, json
-import numpy as np
-import onnxruntime as ort
-if len(sys.argv) > 2:
-    ort.set_seed(int(sys.argv[2]))
-sess = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
-out = sess.run(["z"], {"num_samples": np.array(3, np.int64), "temperature": np.array(1.0, np.float32)})
-print(json.dumps(out[0].tolist()))
-"""
-
-
-def test_onnx_sampler_has_no_baked_seed(exported, tmp_path):
+def test_onnx_sampler_is_seeded_per_row_like_the_savedmodel(exported, trained):
     import onnx
+    import onnxruntime as ort
+    import tensorflow as tf
 
     out, _ = exported
     sampler = str(out / "onnx/sampler.onnx")
-    nodes = [n for n in onnx.load(sampler).graph.node if n.op_type.startswith("Random")]
-    assert [n.op_type for n in nodes] == ["RandomNormalLike"]
-    assert all(a.name != "seed" for n in nodes for a in n.attribute)
-    script = tmp_path / "draw.py"
-    script.write_text(_ORT_DRAW)
-
-    def draw(*seed):
-        code = (f"import runpy, sys; sys.argv = ['draw', {sampler!r}, *{[str(s) for s in seed]!r}]; "
-                f"runpy.run_path({str(script)!r}, run_name='__main__')")
-        return json.loads(_run_python(code, cwd=tmp_path).strip().splitlines()[-1])
-
-    first, second = draw(), draw()  # two fresh processes, two fresh sessions
-    assert first != second
-    assert draw(42) == draw(42)  # onnxruntime.set_seed reproduces
-    assert draw(42) != draw(43)
+    assert not [n.op_type for n in onnx.load(sampler).graph.node if n.op_type.startswith("Random")]
+    seeds = np.array([3, 2**40 + 1, -7, 12345], np.int64)
+    temperature = np.array([1.0, 0.5, 1.0, 0.0], np.float32)
+    runs = [ort.InferenceSession(sampler, providers=["CPUExecutionProvider"]).run(
+        ["images", "z"], {"seed": seeds, "temperature": temperature}) for _ in range(2)]
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])  # two sessions, the same draws
+    assert np.all(runs[0][1][3] == 0)  # temperature 0: the prior's mode
+    # The SavedModel gives the same z and images for the same seeds (one graph, one generator).
+    loaded = tf.saved_model.load(str(out / "savedmodel/vae/1"))
+    tf_out = loaded.signatures["sample"](seed=tf.constant(seeds), temperature=tf.constant(
+        temperature))
+    np.testing.assert_allclose(runs[0][1], tf_out["z"].numpy(), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(runs[0][0], tf_out["images"].numpy(), atol=1e-5, rtol=0)
+    # ... and numpy's counter generator computes that z independently (N(0, I) prior).
+    eps = prng.numpy_row_noise(seeds, LATENT)[0]
+    np.testing.assert_allclose(runs[0][1], temperature[:, None] * eps, atol=1e-5, rtol=0)
 
 
 def test_onnx_decoder_reproduces_a_given_z_exactly(exported, trained):
@@ -344,8 +353,9 @@ def test_onnx_int8_sampler_is_smaller_and_close(exported, trained):
     sizes = {k: manifest["artefacts"][k]["size_bytes"] for k in ("onnx_sampler", "onnx_sampler_int8")}
     assert sizes["onnx_sampler_int8"] < sizes["onnx_sampler"] / 2
     sess = ort.InferenceSession(str(out / "onnx/sampler_int8.onnx"), providers=["CPUExecutionProvider"])
-    images, z = sess.run(["images", "z"], {"num_samples": np.array(64, np.int64),
-                                           "temperature": np.array(1.0, np.float32)})
+    images, z = sess.run(["images", "z"], {"seed": np.arange(64, dtype=np.int64),
+                                           "temperature": np.ones(64, np.float32)})
+    np.testing.assert_allclose(z, prng.numpy_row_noise(np.arange(64), LATENT)[0], atol=1e-5)
     error = np.abs(images - _keras_decode(trained[0], z)["mean"]).max()
     assert 0 < error < 0.05
 
@@ -363,14 +373,13 @@ def test_tflite_decode_and_sample_match_the_savedmodel(exported, trained):
     got = interp.get_signature_runner("decode")(z=z)
     _assert_decoded(got, _keras_decode(trained[0], z))
     sample = interp.get_signature_runner("sample")
-    feeds = dict(num_samples=np.array(6, np.int32), temperature=np.array(0.7, np.float32),
-                 seed=np.array(99, np.int64))
+    feeds = dict(temperature=np.full(6, 0.7, np.float32), seed=99 + np.arange(6, dtype=np.int64))
     first, again = sample(**feeds), sample(**feeds)
     np.testing.assert_array_equal(first["z"], again["z"])
     assert first["images"].shape == (6, *EVENT)
     loaded = tf.saved_model.load(str(out / "savedmodel/vae/1"))
-    tf_z = loaded.signatures["sample"](num_samples=tf.constant(6), temperature=tf.constant(0.7),
-                                       seed=tf.constant(99, tf.int64))["z"].numpy()
+    tf_z = loaded.signatures["sample"](temperature=tf.constant(feeds["temperature"]),
+                                       seed=tf.constant(feeds["seed"]))["z"].numpy()
     np.testing.assert_allclose(first["z"], tf_z, atol=1e-5, rtol=0)  # same seed, same z
 
 
@@ -490,8 +499,8 @@ def test_mixture_prior_samplers_agree_with_keras_in_distribution(tmp_path):
     import tensorflow as tf
 
     sample = tf.function(graphs.sample_function(model, spec))
-    draws = sample(tf.constant(verify.DISTRIBUTION_DRAWS), tf.constant(1.0),
-                   tf.constant(3, tf.int64))
+    draws = sample(tf.range(verify.DISTRIBUTION_DRAWS, dtype=tf.int64),
+                   tf.ones([verify.DISTRIBUTION_DRAWS]))
     keras_z = np.asarray(model.sample_latents(verify.DISTRIBUTION_DRAWS, 1.0, seed=4))
     figures = verify.check_distribution("mixture z", draws["z"].numpy(), keras_z)
     assert figures["mean_max_sigmas"] <= verify.DISTRIBUTION_SIGMAS
@@ -540,3 +549,163 @@ def test_continuous_bernoulli_decoder_converts_to_onnx(mnist_binary, tmp_path):
     assert "Expm1" not in {n.op_type for n in onnx.load(str(path)).graph.node}
     figures = onnx_export.check_decoder(path, reference_lib.Reference(model, spec))
     assert figures["decode_max_abs_diff"]["mean"] <= verify.DECODE_ATOL
+
+
+# ------------------------------------------------------------------ pixel hook (interface 3)
+
+
+class _CoinPixels(keras_vae.likelihoods.BernoulliLikelihood):
+    """A toy likelihood that draws its pixels: x_i = [u_i < sigmoid(l_i)], one uniform each."""
+
+    noise_per_pixel = 1
+
+    def draw_pixels(self, parameters, uniform):
+        import tensorflow as tf
+
+        return tf.cast(uniform[..., 0] < parameters["probs"], "float32")
+
+
+def test_samplers_draw_pixels_when_the_likelihood_asks(mnist_binary, tmp_path):
+    import onnxruntime as ort
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    model = keras_vae.VAE(
+        latent_dim=LATENT, event_shape=EVENT, likelihood=_CoinPixels(EVENT, name="likelihood"),
+        encoder=networks.build_encoder("mlp", EVENT, hidden_units=(16,)),
+        decoder=networks.build_decoder("mlp", LATENT, EVENT, hidden_units=(16,)), seed=0)
+    model.initialize_output_bias(mnist_binary[0][:200])
+    manifest = export.export_all(model, tmp_path / "out")  # its own checks pass
+    assert manifest["model"]["noise_per_pixel"] == 1
+    loaded = tf.saved_model.load(str(tmp_path / "out/savedmodel/vae/1"))
+    seeds = np.arange(400, dtype=np.int64) + 5
+    out = {k: v.numpy() for k, v in loaded.signatures["sample"](
+        seed=tf.constant(seeds), temperature=tf.ones([400])).items()}
+    assert set(np.unique(out["images"])) == {0.0, 1.0}  # drawn, not the mean
+    # The same draw by hand: numpy's counter generator, columns 2d+1.. of each row's draws,
+    # thresholded at the Keras probabilities.
+    uniform = prng.numpy_row_uniform(seeds, 2 * LATENT + 1 + 784)[:, 2 * LATENT + 1:]
+    probs = np.asarray(model.decoder_parameters(out["z"])["probs"])
+    want = (uniform.reshape(400, *EVENT) < probs).astype("float32")
+    assert np.mean(out["images"] != want) < 1e-3
+    # ONNX and TFLite run the same generator: the same seeds give the same pixels.
+    sess = ort.InferenceSession(str(tmp_path / "out/onnx/sampler.onnx"),
+                                providers=["CPUExecutionProvider"])
+    images, z = sess.run(["images", "z"], {"seed": seeds, "temperature": np.ones(400, np.float32)})
+    assert np.mean(images != out["images"]) < 1e-3
+    p = np.asarray(model.decoder_parameters(z)["probs"], "float64")
+    assert abs(images.mean() - p.mean()) < 4 * np.sqrt((p * (1 - p)).sum()) / p.size + 1e-3
+    tfl = Interpreter(model_path=str(tmp_path / "out/tflite/vae.tflite"))
+    got = tfl.get_signature_runner("sample")(seed=seeds, temperature=np.ones(400, np.float32))
+    assert np.mean(got["images"] != out["images"]) < 1e-3
+
+
+# ------------------------------------------------------------------ contract 2, warmup
+
+
+def test_row_noise_is_numpy_s_generator_and_independent_across_seeds():
+    import tensorflow as tf
+
+    seeds = np.arange(4000, dtype=np.int64)
+    u = prng.row_uniform(tf.constant(seeds), 20).numpy()
+    np.testing.assert_array_equal(u, prng.numpy_row_uniform(seeds, 20))  # exact integer maths
+    eps = prng.row_noise(tf.constant(seeds), 8)[0].numpy()
+    assert abs(eps.mean()) < 0.03 and abs(eps.std() - 1) < 0.03
+    assert abs(np.mean(np.abs(eps) < 1.0) - 0.6827) < 0.02
+    # Consecutive seeds (the draws' seeds) and columns are uncorrelated; uniforms are uniform.
+    assert abs(np.corrcoef(eps[:-1].ravel(), eps[1:].ravel())[0, 1]) < 0.03
+    assert abs(np.corrcoef(eps[:, 0], eps[:, 1])[0, 1]) < 0.05
+    counts = np.histogram(u.ravel(), bins=10, range=(0, 1))[0]
+    expected = u.size / 10
+    assert np.sum((counts - expected) ** 2 / expected) < 30  # chi^2, 9 dof: p ~ 4e-4
+    one = prng.row_uniform(tf.constant(seeds[7:8]), 20).numpy()
+    np.testing.assert_array_equal(one[0], u[7])  # a row is its seed's, whatever the batch
+
+
+def test_warmup_file_parses_as_prediction_logs_and_replays(exported, trained):
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    out, _ = exported
+    version = out / "savedmodel/vae/1"
+    path = version / "assets.extra/tf_serving_warmup_requests"
+    records = [r.numpy() for r in tf.data.TFRecordDataset(str(path))]
+    logs = [prediction_log_pb2.PredictionLog.FromString(r) for r in records]
+    assert [log.WhichOneof("log_type") for log in logs] == ["predict_log"] * 4
+    requests = [log.predict_log.request for log in logs]
+    assert sorted(r.model_spec.signature_name for r in requests) == [
+        "decode", "encode", "sample", "serving_default"]
+    assert {r.model_spec.name for r in requests} == {"vae"}
+    signatures = tf.saved_model.load(str(version)).signatures
+    for request in requests:  # replay each as TF Serving does at load time
+        inputs = {k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()}
+        assert all(v.shape.rank >= 1 and v.shape[0] == 1 for v in inputs.values())
+        outputs = signatures[request.model_spec.signature_name](**inputs)
+        if request.model_spec.signature_name == "decode":
+            np.testing.assert_allclose(
+                outputs["mean"].numpy(), _keras_decode(trained[0], inputs["z"].numpy())["mean"],
+                atol=1e-5)
+
+
+# ------------------------------------------------------------------ conditional exports
+
+
+def test_conditional_export_decodes_like_keras_in_every_runtime(exported_conditional):
+    import onnxruntime as ort
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+    from serving_support import conditional_reference
+
+    out, model, manifest = exported_conditional
+    assert manifest["model"]["condition"] == {
+        "kind": "class", "input": "label", "dtype": "int64", "num_classes": 10,
+        "prior": "class_conditional"}
+    z, labels, want = conditional_reference(model)
+    sm = tf.saved_model.load(str(out / "savedmodel/cvae/1")).signatures
+    got = {"savedmodel": sm["decode"](z=tf.constant(z), label=tf.constant(labels))["mean"].numpy()}
+    sess = ort.InferenceSession(str(out / "onnx/decoder.onnx"), providers=["CPUExecutionProvider"])
+    got["onnx"] = sess.run(["mean"], {"z": z, "label": labels})[0]
+    tfl = Interpreter(model_path=str(out / "tflite/vae.tflite"))
+    got["tflite"] = tfl.get_signature_runner("decode")(z=z, label=labels)["mean"]
+    for key, value in got.items():
+        np.testing.assert_allclose(value, want, atol=1e-5, rtol=0, err_msg=key)
+    # The label matters, and the sampler draws z from p(z|y): loc_y at temperature 0.
+    other = sm["decode"](z=tf.constant(z), label=tf.constant((labels + 1) % 10))["mean"].numpy()
+    assert np.abs(other - want).max() > 1e-3
+    loc, _ = model.prior.class_components()
+    cold = sm["sample"](seed=tf.range(10, dtype=tf.int64), temperature=tf.zeros([10]),
+                        label=tf.constant(labels))
+    np.testing.assert_allclose(cold["z"].numpy(), loc[labels], atol=1e-6)
+    onnx_sampler = ort.InferenceSession(str(out / "onnx/sampler.onnx"),
+                                        providers=["CPUExecutionProvider"])
+    seeds = np.arange(10, dtype=np.int64)
+    images, onnx_z = onnx_sampler.run(["images", "z"], {
+        "seed": seeds, "temperature": np.ones(10, np.float32), "label": labels})
+    tf_sample = sm["sample"](seed=tf.constant(seeds), temperature=tf.ones([10]),
+                             label=tf.constant(labels))
+    np.testing.assert_allclose(onnx_z, tf_sample["z"].numpy(), atol=1e-5)
+    np.testing.assert_allclose(images, tf_sample["images"].numpy(), atol=1e-5)
+
+
+def test_conditional_export_rejects_labels_out_of_range(exported_conditional):
+    import tensorflow as tf
+
+    out, _, manifest = exported_conditional
+    sm = tf.saved_model.load(str(out / "savedmodel/cvae/1")).signatures
+    z = tf.zeros([2, 4])
+    for bad in ([1, 10], [-1, 0]):  # in the graph: TF Serving answers INVALID_ARGUMENT
+        with pytest.raises(tf.errors.InvalidArgumentError, match=r"label must be an integer "
+                           r"class in \[0, 9\]"):
+            sm["decode"](z=z, label=tf.constant(bad, tf.int64))
+        with pytest.raises(tf.errors.InvalidArgumentError, match="label must be"):
+            sm["sample"](seed=tf.constant([1, 2], tf.int64), temperature=tf.ones([2]),
+                         label=tf.constant(bad, tf.int64))
+    # TFLite and ONNX have no assertion op: the readers check against the manifest.
+    from keras_vae.export import manifest as manifest_lib
+
+    for bad in ([1, 10], [0.5, 1], [-1, 2]):
+        with pytest.raises(ValueError, match=r"label must be an integer class in \[0, 9\]"):
+            manifest_lib.check_labels(manifest, bad, 2)
+    with pytest.raises(ValueError, match="class-conditional: give a label"):
+        manifest_lib.check_labels(manifest, None, 2)
+    np.testing.assert_array_equal(manifest_lib.check_labels(manifest, 3, 2), [3, 3])

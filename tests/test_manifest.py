@@ -39,7 +39,8 @@ def _copy(tmp_path):
 def test_load_reads_the_folder_or_the_file():
     manifest = manifest_lib.load(EXPORT)
     assert manifest == manifest_lib.load(EXPORT / contract.MANIFEST_FILE)
-    assert manifest["format"] == contract.MANIFEST_FORMAT
+    assert manifest["format"] == "keras_vae.export/1"  # read, although this writes /2
+    assert manifest_lib.contract_version(manifest) == 1 and manifest_lib.condition(manifest) is None
     assert sorted(manifest["artefacts"]) == sorted(
         k for k in contract.targets(EXPORT, "vae", 1, contract.FORMATS) if k != "manifest")
 
@@ -59,8 +60,11 @@ def test_accessors_on_the_old_export():
     signatures = manifest_lib.signatures(manifest)
     assert set(contract.SIGNATURES) <= set(signatures)
     for name in contract.SIGNATURES:
-        assert tuple(signatures[name]["inputs"]) == tuple(sorted(contract.INPUTS[name]))
+        inputs = (manifest_lib.sample_inputs(manifest) if name == contract.SAMPLE
+                  else contract.INPUTS[name])
+        assert tuple(signatures[name]["inputs"]) == tuple(sorted(inputs))
         assert set(contract.OUTPUTS[name]) <= set(signatures[name]["outputs"])
+    assert manifest_lib.sample_inputs(manifest) == ("num_samples", "temperature", "seed")
     assert set(manifest_lib.signatures(manifest, contract.ARTEFACT_TFLITE)) == set(
         contract.TFLITE_SIGNATURES)
 
@@ -81,7 +85,7 @@ def test_missing_folder_file_and_artefact_are_named(tmp_path):
 @pytest.mark.parametrize("text, message", [
     ("{not json", "not valid JSON"),
     ("[1, 2]", "a JSON object"),
-    (json.dumps({"format": "keras_vae.export/2", "model": {}, "artefacts": {}}), "format"),
+    (json.dumps({"format": "keras_vae.export/3", "model": {}, "artefacts": {}}), "format"),
     (json.dumps({"format": "other/1", "model": {}, "artefacts": {}}), "format 'other/1'"),
     (json.dumps({"model": {}, "artefacts": {}}), "format None"),
     (json.dumps({"format": "keras_vae.export/1", "artefacts": {}}), "'model' and 'artefacts'"),

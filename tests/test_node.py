@@ -204,3 +204,48 @@ def test_script_errors_are_clear(tmp_path, node_modules):
     assert result.returncode == 1 and "sampler_int8.onnx" in result.stderr, result.stderr
     result = run(["node", str(SCRIPT), "--help"])
     assert result.returncode == 0 and "--export-dir" in result.stdout
+
+
+# ------------------------------------------------------------------------ contract 2, conditional
+
+
+def test_a_seed_gives_the_savedmodel_s_images(exported_vae, node_modules, tmp_path):
+    """Row i draws with seed + i: the same z and images as TF Serving's `sample` for it."""
+    import tensorflow as tf
+
+    out = tmp_path / "seeded.json"
+    node_sample("--export-dir", exported_vae, "--num-samples", 5, "--seed", 123456789012,
+                "--temperature", 0.7, "--out", out)
+    result = json.loads(out.read_text())
+    assert result["seed"] == "123456789012"
+    loaded = tf.saved_model.load(str(exported_vae / "savedmodel" / "vae" / "1"))
+    want = loaded.signatures["sample"](seed=tf.constant(123456789012 + np.arange(5), tf.int64),
+                                       temperature=tf.fill([5], 0.7))
+    np.testing.assert_allclose(array(result["sample"]["z"]), want["z"].numpy(), atol=1e-5)
+    np.testing.assert_allclose(array(result["sample"]["images"]), want["images"].numpy(),
+                               atol=1e-5)
+
+
+@pytest.mark.parametrize("runtime", ["node", "web"])
+def test_conditional_decode_and_sample_with_a_label(exported_conditional, node_modules, runtime,
+                                                    tmp_path):
+    from serving_support import conditional_reference
+
+    folder, model, _ = exported_conditional
+    z, labels, want = conditional_reference(model)
+    golden = tmp_path / "golden.json"
+    golden.write_text(json.dumps({"z": z.tolist(), "labels": labels.tolist()}))
+    out = tmp_path / "cond.json"
+    node_sample("--export-dir", folder, "--runtime", runtime, "--golden", golden,
+                "--num-samples", 4, "--label", 3, "--seed", 11, "--temperature", 0, "--out", out)
+    result = json.loads(out.read_text())
+    np.testing.assert_allclose(array(result["decode"]["mean"]), want, rtol=0, atol=1e-5)
+    loc, _ = model.prior.class_components()  # temperature 0: z is class 3's mean, p(z|y=3)
+    np.testing.assert_allclose(array(result["sample"]["z"]), np.repeat(loc[3:4], 4, 0), atol=1e-6)
+    for bad, message in ((10, r"label must be an integer class in [0, 9]"),
+                         (-1, r"label must be an integer class in [0, 9]")):
+        failed = run(["node", str(SCRIPT), "--export-dir", str(folder), "--num-samples", "2",
+                      "--label", str(bad)])
+        assert failed.returncode == 1 and message in failed.stderr, failed.stderr
+    failed = run(["node", str(SCRIPT), "--export-dir", str(folder), "--num-samples", "2"])
+    assert failed.returncode == 1 and "class-conditional" in failed.stderr, failed.stderr

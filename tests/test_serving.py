@@ -102,8 +102,8 @@ def test_sample_shapes_ranges_and_seeds(client, reference):
     assert images.shape == (16, *IMAGE_SHAPE) and images.dtype == np.float32
     assert z.shape == (16, LATENT_DIM) and z.dtype == np.float32
     assert np.all(np.isfinite(images)) and images.min() >= 0.0 and images.max() <= 1.0
-    want = reference("sample", num_samples=np.int32(16), temperature=np.float32(0.8),
-                     seed=np.int64(7))
+    want = reference("sample", seed=7 + np.arange(16, dtype=np.int64),
+                     temperature=np.full(16, 0.8, np.float32))  # contract 2: row i, seed 7 + i
     np.testing.assert_allclose(images, want["images"], rtol=0, atol=1e-6)
     np.testing.assert_allclose(z, want["z"], rtol=0, atol=1e-6)
     # the images are the decoder's mean at those latents
@@ -131,15 +131,15 @@ def test_metadata_lists_the_signatures(client):
     assert decode["outputs"]["mean"]["shape"] == [-1, *IMAGE_SHAPE]
     sample = signatures["sample"]
     assert {k: v["dtype"] for k, v in sample["inputs"].items()} == {
-        "num_samples": "DT_INT32", "temperature": "DT_FLOAT", "seed": "DT_INT64"}
-    assert all(v["shape"] == [] for v in sample["inputs"].values())
+        "temperature": "DT_FLOAT", "seed": "DT_INT64"}
+    assert all(v["shape"] == [-1] for v in sample["inputs"].values())  # contract 2: batched
     assert {"images", "z"} <= set(sample["outputs"])
     assert signatures["serving_default"]["inputs"] == {
         "z": {**decode["inputs"]["z"], "name": signatures["serving_default"]["inputs"]["z"]
               ["name"]}}
-    # row format for batchable signatures, column format for scalar inputs
+    # row format for batchable signatures: every signature of contract 2
     assert is_row_compatible(decode) and is_row_compatible(signatures["encode"])
-    assert not is_row_compatible(sample)
+    assert is_row_compatible(sample)
 
 
 def test_status_and_raw_rest_formats(rest, reference):
@@ -161,7 +161,7 @@ def test_status_and_raw_rest_formats(rest, reference):
                                want["mean"], rtol=0, atol=1e-6)
     # column format: "inputs" -> "outputs"
     body = rest.predict_json({"signature_name": "sample",
-                              "inputs": {"num_samples": 3, "temperature": 1.0, "seed": 5}})
+                              "inputs": {"seed": [5, 6, 7], "temperature": [1.0] * 3}})
     assert np.array(body["outputs"]["images"]).shape == (3, *IMAGE_SHAPE)
     body = rest.predict_json({"signature_name": "decode", "inputs": {"z": z.tolist()}})
     np.testing.assert_allclose(np.array(body["outputs"]["mean"], "float32"), want["mean"],
@@ -180,12 +180,11 @@ def test_client_picks_the_format_per_signature(rest, monkeypatch):
     rest.decode(latents(2, 3))
     rest.sample(2, seed=1)
     assert "instances" in sent[0] and "inputs" not in sent[0]
-    assert "inputs" in sent[1] and "instances" not in sent[1]
-    # forcing the row format on scalar inputs is the server's 400, with its message
+    assert "instances" in sent[1] and "inputs" not in sent[1]  # contract 2: sample batches too
+    # scalars for batched inputs are the server's 400, with its message
     with pytest.raises(ServingError) as err:
-        rest.predict({"num_samples": [2], "temperature": [1.0], "seed": [1]},
-                      signature_name="sample", format="row")
-    assert err.value.status == 400 and "rank 0" in err.value.message
+        rest.predict({"temperature": 1.0, "seed": 1}, signature_name="sample", format="column")
+    assert err.value.status == 400 and "rank 1" in err.value.message
 
 
 # ------------------------------------------------------------------------ malformed
@@ -209,27 +208,26 @@ BAD_REST = [
     ("POST", "/v1/models/vae:predict", {"instances": []}, 400, "non-empty"),
     ("POST", "/v1/models/vae:predict", {"instances": [{"x": [0.0] * 4}]}, 400, "missing"),
     ("POST", "/v1/models/vae:predict",
-     {"signature_name": "sample", "inputs": {"num_samples": 0, "temperature": 1.0, "seed": 1}},
-     400, "num_samples"),
+     {"signature_name": "sample", "inputs": {"seed": [], "temperature": []}}, 400, "empty"),
     ("POST", "/v1/models/vae:predict",
-     {"signature_name": "sample", "inputs": {"num_samples": -3, "temperature": 1.0, "seed": 1}},
-     400, "num_samples"),
+     {"signature_name": "sample", "inputs": {"seed": 1, "temperature": 1.0}}, 400, "rank"),
     ("POST", "/v1/models/vae:predict",
      {"signature_name": "sample",
-      "inputs": {"num_samples": MAX_NUM_SAMPLES + 1, "temperature": 1.0, "seed": 1}},
+      "inputs": {"seed": list(range(MAX_NUM_SAMPLES + 1)),
+                 "temperature": [1.0] * (MAX_NUM_SAMPLES + 1)}},
      400, "limit"),
     ("POST", "/v1/models/vae:predict",
-     {"signature_name": "sample", "inputs": {"num_samples": 2.5, "temperature": 1.0, "seed": 1}},
+     {"signature_name": "sample", "inputs": {"seed": [2.5], "temperature": [1.0]}},
      400, "integers"),
     ("POST", "/v1/models/vae:predict",
-     {"signature_name": "sample", "inputs": {"num_samples": 2, "temperature": "hot", "seed": 1}},
+     {"signature_name": "sample", "inputs": {"seed": [2], "temperature": ["hot"]}},
      400, "numbers"),
     ("POST", "/v1/models/vae:predict",
-     {"signature_name": "sample", "inputs": {"num_samples": 2, "temperature": 1.0}},
+     {"signature_name": "sample", "inputs": {"temperature": [1.0]}},
      400, "seed"),
     ("POST", "/v1/models/vae:predict",
-     {"signature_name": "sample", "inputs": {"num_samples": 2, "temperature": 1.0,
-                                            "seed": 2 ** 70}}, 400, "range"),
+     {"signature_name": "sample", "inputs": {"seed": [2 ** 70], "temperature": [1.0]}},
+     400, "range"),
     ("POST", "/v1/models/vae:frobnicate", {"instances": [[0.0] * 4]}, 404, "Malformed"),
     ("GET", "/v1/models/nope", None, 404, "nope"),
     ("GET", "/v1/models/vae/versions/3/metadata", None, 404, "3"),
@@ -280,7 +278,7 @@ def test_malformed_http_gets_json_errors(server, rest, data, status):
 def test_malformed_grpc_requests(grpc_client, server):
     with pytest.raises(ServingError) as err:
         grpc_client.sample(0)
-    assert err.value.status == "INVALID_ARGUMENT" and "num_samples" in err.value.message
+    assert err.value.status == "INVALID_ARGUMENT" and "empty" in err.value.message
     with pytest.raises(ServingError) as err:
         grpc_client.sample(MAX_NUM_SAMPLES + 1)
     assert err.value.status == "INVALID_ARGUMENT" and "limit" in err.value.message
@@ -313,8 +311,8 @@ def test_load_500_concurrent_requests_zero_errors(server, rest, grpc_client, ref
     zs = [latents(100 + i, 1 + i % 4) for i in range(10)]
     decode_want = [reference("decode", z=z)["mean"] for z in zs]
     seeds = list(range(10))
-    sample_want = [reference("sample", num_samples=np.int32(4), temperature=np.float32(0.7),
-                             seed=np.int64(s))["images"] for s in seeds]
+    sample_want = [reference("sample", seed=s + np.arange(4, dtype=np.int64),
+                             temperature=np.full(4, 0.7, np.float32))["images"] for s in seeds]
 
     def one(i, c):
         if i % 2:

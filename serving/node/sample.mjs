@@ -4,6 +4,7 @@
 //   npm ci --prefix keras_vae/serving/node        (once; .npmrc skips the CUDA download)
 //   node sample.mjs --export-dir out --num-samples 64 --temperature 0.8 --grid grid.png
 //   node sample.mjs --export-dir out --golden z.json --out result.json
+//   node sample.mjs --export-dir cvae --label 3 --seed 7 --grid threes.png   (conditional)
 //
 // Reads OUT/manifest.json (through ../web/manifest.mjs, the one JS manifest reader) and
 // the ONNX files it lists, as written by `keras_vae.export.export_all`. Writes raw
@@ -14,9 +15,14 @@
 // Options:
 //   --export-dir DIR     export folder (manifest.json, onnx/)        [required]
 //   --runtime R          node (onnxruntime-node, default) or web (onnxruntime-web, wasm)
-//   --golden FILE        JSON {"z": [[...], ...]}: run the decoder on these latents
+//   --golden FILE        JSON {"z": [[...], ...], "labels": [...]}: run the decoder on these
+//                        latents (labels: for a class-conditional model)
 //   --num-samples N      run the sampler for N images (0: skip)      [default 16]
 //   --temperature T      the prior's scale factor                     [default 1]
+//   --seed S             row i draws with seed S + i (the same image as TF Serving,
+//                        TFLite and Python give for that seed)       [default random]
+//   --label L            the class of every sample (class-conditional models; checked
+//                        against the manifest's model.condition)
 //   --sampler S          sampler role or file name (sampler_int8.onnx) [default sampler]
 //   --out FILE           write the arrays as JSON
 //   --grid FILE          write the samples as an image grid (.png, .pgm or .ppm)
@@ -29,19 +35,20 @@ import { fileURLToPath } from 'node:url';
 
 import { gridRGBA, imageShape, stats } from '../web/grid.mjs';
 import {
-  checkManifest, checkSampler, decoderInput, eventShape, latentDim, MANIFEST_FILE, onnxPath,
-  SAMPLER_INPUTS, sampler,
+  checkLabels, checkManifest, checkSampler, condition, decoderInput, eventShape, latentDim,
+  MANIFEST_FILE, onnxPath, sampler, samplerFeeds,
 } from '../web/manifest.mjs';
 
 const HELP = fs.readFileSync(fileURLToPath(import.meta.url), 'utf8')
   .split('\n').filter((l) => l.startsWith('//')).map((l) => l.slice(3)).join('\n');
 
 export function parseArgs(argv) {
-  const opts = { runtime: 'node', numSamples: 16, temperature: 1, sampler: 'sampler', columns: 0 };
+  const opts = { runtime: 'node', numSamples: 16, temperature: 1, sampler: 'sampler', columns: 0,
+    seed: null, label: null };
   const names = {
     '--export-dir': 'exportDir', '--runtime': 'runtime', '--golden': 'golden',
     '--num-samples': 'numSamples', '--temperature': 'temperature', '--sampler': 'sampler',
-    '--out': 'out', '--grid': 'grid', '--columns': 'columns',
+    '--out': 'out', '--grid': 'grid', '--columns': 'columns', '--seed': 'seed', '--label': 'label',
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -63,6 +70,12 @@ export function parseArgs(argv) {
     throw new Error(`--temperature must be >= 0, got ${opts.temperature}`);
   }
   if (!['node', 'web'].includes(opts.runtime)) throw new Error(`--runtime must be node or web`);
+  if (opts.seed !== null && !/^-?\d+$/.test(String(opts.seed))) {
+    throw new Error(`--seed must be an integer, got ${opts.seed}`);
+  }
+  if (opts.label !== null && !/^-?\d+$/.test(String(opts.label))) {
+    throw new Error(`--label must be an integer class, got ${opts.label}`);
+  }
   return opts;
 }
 
@@ -115,8 +128,14 @@ function asJSON(tensor) {
   return { dims: Array.from(tensor.dims, Number), type: tensor.type, data };
 }
 
-/** Runs the decoder on z ([N][d] nested arrays): {outputName: ort.Tensor}. */
-export async function decode(ort, exportDir, z, manifest) {
+/** {name: ort.Tensor} of manifest.mjs feeds ({type, data, dims} with plain arrays). */
+function tensors(ort, feeds) {
+  return Object.fromEntries(Object.entries(feeds).map(([k, { type, data, dims }]) => [k,
+    new ort.Tensor(type, type === 'int64' ? BigInt64Array.from(data) : Float32Array.from(data), dims)]));
+}
+
+/** Runs the decoder on z ([N][d] nested arrays; labels [N] for a class-conditional model). */
+export async function decode(ort, exportDir, z, manifest, labels = null) {
   const sess = await session(ort, exportFile(exportDir, onnxPath(manifest, 'decoder')));
   const d = latentDim(manifest);
   const flat = new Float32Array(z.length * d);
@@ -126,19 +145,29 @@ export async function decode(ort, exportDir, z, manifest) {
     }
     flat.set(row, i * d);
   });
-  return sess.run({ [decoderInput(manifest)]: new ort.Tensor('float32', flat, [z.length, d]) });
+  const feeds = { [decoderInput(manifest)]: new ort.Tensor('float32', flat, [z.length, d]) };
+  const rows = checkLabels(manifest, labels, z.length);
+  if (rows) feeds[condition(manifest).input] = new ort.Tensor('int64', BigInt64Array.from(rows.map(BigInt)), [z.length]);
+  return sess.run(feeds);
 }
 
-/** Runs a sampler (a role or file name, see manifest.mjs `sampler`): {images, z} as ort.Tensors. */
-export async function sample(ort, exportDir, numSamples, temperature, which, manifest) {
+/** A random seed (53 bits) for draws that differ from run to run. */
+export function randomSeed() {
+  return Math.floor(Math.random() * 2 ** 53);
+}
+
+/**
+ * Runs a sampler (a role or file name, see manifest.mjs `sampler`): {images, z} as ort.Tensors.
+ * Contract 2: row i draws with seed + i (label: the class of every row, conditional models);
+ * contract-1 folders take (num_samples, temperature) and onnxruntime's own seeding.
+ */
+export async function sample(ort, exportDir, numSamples, temperature, which, manifest,
+  { seed = randomSeed(), label = null } = {}) {
   const { role, path: rel } = sampler(manifest, which);
   checkSampler(manifest, role);
+  const feeds = samplerFeeds(manifest, { n: numSamples, temperature, seed, labels: label });
   const sess = await session(ort, exportFile(exportDir, rel));
-  const [numSamplesInput, temperatureInput] = SAMPLER_INPUTS;
-  return sess.run({
-    [numSamplesInput]: new ort.Tensor('int64', BigInt64Array.from([BigInt(numSamples)]), []),
-    [temperatureInput]: new ort.Tensor('float32', Float32Array.from([temperature]), []),
-  });
+  return sess.run(tensors(ort, feeds));
 }
 
 // ------------------------------------------------------------------------ image files
@@ -225,13 +254,15 @@ export async function main(argv) {
   const result = { runtime: opts.runtime, versions: ort.env.versions ?? {} };
   if (opts.golden) {
     const golden = JSON.parse(fs.readFileSync(opts.golden, 'utf8'));
-    const outputs = await decode(ort, opts.exportDir, golden.z, manifest);
+    const outputs = await decode(ort, opts.exportDir, golden.z, manifest, golden.labels ?? null);
     result.decode = Object.fromEntries(Object.entries(outputs).map(([k, v]) => [k, asJSON(v)]));
   }
   if (opts.numSamples > 0) {
     const t0 = performance.now();
+    const seed = opts.seed === null ? randomSeed() : opts.seed;
     const outputs = await sample(ort, opts.exportDir, opts.numSamples, opts.temperature, opts.sampler,
-      manifest);
+      manifest, { seed, label: opts.label });
+    result.seed = String(seed);
     const ms = performance.now() - t0;
     result.sample = Object.fromEntries(Object.entries(outputs).map(([k, v]) => [k, asJSON(v)]));
     result.sample_stats = { images: stats(outputs.images.data), z: stats(outputs.z.data), ms };
