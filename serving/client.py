@@ -36,7 +36,7 @@ import numpy as np
 
 from keras_vae.export import contract
 from keras_vae.serving import wire
-from keras_vae.serving.errors import ServingConnectionError, ServingError
+from keras_vae.serving.errors import ServingConnectionError, ServingError, error_for
 
 __all__ = ["ServingError", "ServingConnectionError", "RestClient", "GrpcClient"]
 
@@ -260,7 +260,7 @@ class RestClient(_BaseClient):
         if status >= 400 or payload is None:
             message = (payload.get("error") if isinstance(payload, dict) else None) or \
                 raw.decode("utf-8", "replace")[:500] or f"HTTP {status}"
-            raise ServingError(message, http_status=status, body=raw)
+            raise error_for(message, http_status=status, body=raw)   # 413: PayloadTooLargeError
         return payload
 
     def status(self):
@@ -341,8 +341,8 @@ class GrpcClient(_BaseClient):
             except grpc.RpcError as err:
                 if err.code() == grpc.StatusCode.UNAVAILABLE:
                     raise _Retryable(err.details()) from err
-                raise ServingError(err.details() or str(err.code()),
-                                   code=err.code().name) from None
+                raise error_for(err.details() or str(err.code()),
+                                code=err.code().name) from None
 
         return self._with_retries(once, f"{what} {self.target}")
 

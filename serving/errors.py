@@ -6,7 +6,7 @@ API answers it with (``http_status``, from `keras_vae.serving.wire.HTTP_STATUS`)
 client sees only the HTTP status and the body; a gRPC client sees only the code.
 """
 
-__all__ = ["ServingError", "ServingConnectionError"]
+__all__ = ["ServingError", "ServingConnectionError", "PayloadTooLargeError", "error_for"]
 
 
 class ServingError(Exception):
@@ -47,3 +47,37 @@ class ServingError(Exception):
 
 class ServingConnectionError(ServingError):
     """The server could not be reached (after all retries) or did not answer in time."""
+
+
+class PayloadTooLargeError(ServingError):
+    """A request body, or the answer it asks for, is above the server's size limit.
+
+    The development server answers it with HTTP 413 (REST) or ``RESOURCE_EXHAUSTED``
+    (gRPC) and a message that starts ``request too large`` or ``response too large``;
+    gRPC's own message-size refusal ("Received message larger than max") maps here too.
+    Send a smaller body, or ask for fewer rows (or fewer outputs: gRPC's output_filter).
+    """
+
+    def __init__(self, message, code="RESOURCE_EXHAUSTED", http_status=413, body=None):
+        super().__init__(message, code=code,
+                         http_status=413 if http_status is None else http_status, body=body)
+
+
+_TOO_LARGE_WORDS = ("request too large", "response too large", "larger than max")
+
+
+def error_for(message, code=None, http_status=None, body=None):
+    """The `ServingError` (sub)class for a server's refusal, as a client sees it.
+
+    Args:
+      message, code, http_status, body: as for `ServingError`.
+
+    Returns:
+      A `PayloadTooLargeError` for HTTP 413 or a size-limit ``RESOURCE_EXHAUSTED``,
+      else a `ServingError`.
+    """
+    text = (message or "").lower()
+    if http_status == 413 or (code == "RESOURCE_EXHAUSTED"
+                              and any(w in text for w in _TOO_LARGE_WORDS)):
+        return PayloadTooLargeError(message, code=code, http_status=http_status, body=body)
+    return ServingError(message, code=code, http_status=http_status, body=body)

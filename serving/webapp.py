@@ -114,10 +114,21 @@ class _PageHandler(SimpleHTTPRequestHandler):
         for prefix, root in self.roots.items():
             if path.startswith(prefix):
                 rel = path[len(prefix):].lstrip("/")
-                target = (root / rel).resolve()
-                if root.resolve() in target.parents or target == root.resolve():
-                    return str(target) if target.is_file() else _MISSING
+                try:
+                    target = (root / rel).resolve()
+                    inside = root.resolve() in target.parents or target == root.resolve()
+                    return str(target) if inside and target.is_file() else _MISSING
+                except (OSError, ValueError):     # a name too long, a NUL byte
+                    return _MISSING
         return _MISSING
+
+    def send_head(self):
+        """400 for a path that no file can have (a NUL byte, bad escapes), else the file."""
+        path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
+        if "\0" in path or "\0" in self.path:
+            self.send_error(400, "bad request: the URL holds a NUL byte")
+            return None
+        return super().send_head()
 
     def list_directory(self, path):
         self.send_error(404, "not found")

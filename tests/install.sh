@@ -29,4 +29,23 @@ if ! command -v npm >/dev/null 2>&1; then
 fi
 # serving/node/.npmrc skips onnxruntime-node's CUDA download (see DESIGN.md).
 npm ci --prefix serving/node --no-audit --no-fund --loglevel=error
+
+# The oldest TensorFlow that a TF Serving loading our exports is built on (tests/test_oldest_tf.py):
+# a throwaway venv with tensorflow-cpu 2.12.0 from PyPI, the oldest with a Python 3.11 wheel
+# (about 1.5 min and 1.7 GB). It needs a Python 3.11 (no cp312 wheel exists for 2.12).
+oldest_tf=2.12.0
+if [ ! -x .venv-oldest-tf/bin/python ] || \
+   ! .venv-oldest-tf/bin/python -c "import tensorflow as t; assert t.__version__ == '$oldest_tf'" 2>/dev/null; then
+  py311=$(command -v python3.11 || true)
+  if [ -z "$py311" ] && python3 -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+    py311=$(command -v python3)
+  fi
+  if [ -z "$py311" ]; then
+    echo "install.sh: tensorflow-cpu==$oldest_tf needs a Python 3.11 (python3.11 not found)" >&2
+    exit 1
+  fi
+  rm -rf .venv-oldest-tf
+  "$py311" -m venv .venv-oldest-tf
+  .venv-oldest-tf/bin/python -m pip install -q "tensorflow-cpu==$oldest_tf"
+fi
 echo "install.sh: done"

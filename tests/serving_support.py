@@ -8,6 +8,8 @@ import pathlib
 import shutil
 import subprocess
 
+import numpy as np
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SERVING = REPO / "serving"
 NODE_DIR = SERVING / "node"
@@ -81,6 +83,51 @@ def require_node_modules():
 def run(cmd, timeout=120, **kwargs):
     """subprocess.run with captured text output and a timeout; returns the result."""
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def write_row_savedmodel(base, version=1, latent_dim=LATENT_DIM, delay_s=0.0):
+    """A toy SavedModel with export contract 2's shapes (every input has a batch dimension).
+
+    ``sample(seed int64 [N], temperature float32 [N])`` -> ``images`` [N, 28, 28, 1] and
+    ``z`` [N, d], row i a pure function of (seed_i, temperature_i) (stateless normal
+    draws); ``decode(z [N, d])`` -> ``mean`` = sigmoid of a fixed linear map. `delay_s`
+    makes every decode call wait that long (a `tf.timestamp` loop), whatever its batch:
+    a fixed cost per call, which merged requests share.
+
+    Returns the numbered version folder.
+    """
+    import tensorflow as tf
+
+    weights = tf.constant(np.random.default_rng(0).normal(size=(latent_dim, 784)) * 0.3,
+                          tf.float32)
+
+    def wait():
+        if delay_s <= 0:
+            return tf.constant(0.0, tf.float64)
+        start = tf.timestamp()
+        return tf.while_loop(lambda t: t - start < delay_s, lambda t: [tf.timestamp()],
+                             [start])[0] - start
+
+    class Toy(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, latent_dim], tf.float32, "z")])
+        def decode(self, z):
+            with tf.control_dependencies([wait()]):
+                mean = tf.sigmoid(z @ weights)
+            return {"mean": tf.reshape(mean, [-1, 28, 28, 1])}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.int64, "seed"),
+                                      tf.TensorSpec([None], tf.float32, "temperature")])
+        def sample(self, seed, temperature):
+            rows = tf.map_fn(lambda s: tf.random.stateless_normal(
+                [latent_dim], tf.stack([s, tf.zeros_like(s)])), seed, fn_output_signature=tf.float32)
+            z = rows * temperature[:, None]
+            return {"z": z, "images": self.decode(z)["mean"]}
+
+    toy = Toy()
+    path = pathlib.Path(base) / str(version)
+    tf.saved_model.save(toy, str(path), signatures={
+        "decode": toy.decode, "sample": toy.sample, "serving_default": toy.decode})
+    return path
 
 
 #: The classes of the conditional export fixture.

@@ -266,8 +266,8 @@ def _raw_http(port, data):
     (b"POST /v1/models/vae:predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
      b"Connection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 400),
     (b"POST /v1/models/vae:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999999\r\n"
-     b"Connection: close\r\n\r\n{}", 429),
-    (b"BREW /v1/models/vae HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 501),
+     b"Connection: close\r\n\r\n{}", 413),
+    (b"BREW /v1/models/vae HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 405),
 ], ids=["garbage", "chunked", "huge", "method"])
 def test_malformed_http_gets_json_errors(server, rest, data, status):
     code, body = _raw_http(server.rest_port, data)
@@ -551,3 +551,168 @@ def test_command_line_serves_and_stops(exported_vae, tmp_path):
             proc.wait()
     stderr.close()
     assert proc.returncode == 0, (tmp_path / "stderr.txt").read_text()[-3000:]
+
+
+# ------------------------------------------------------------------------ TF Serving's rules
+
+
+def test_batching_refuses_rank_0_inputs_like_tf_serving(exported_vae):
+    """Behind our shipped batching config, an export with scalar sample inputs (before
+    contract 2) is refused with TF Serving's own message; decode still batches."""
+    manifest = json.loads((exported_vae / "manifest.json").read_text())
+    base = exported_vae / manifest["artefacts"]["savedmodel"]["path"]
+    import tensorflow as tf
+
+    fn = tf.saved_model.load(str(base)).signatures["sample"]
+    scalar = any(spec.shape.rank == 0 for spec in fn.structured_input_signature[1].values())
+    with ModelServer(model_base_path=base.parent,
+                     batching_parameters_file=TF_SERVING / "batching_parameters.txt") as srv:
+        rest = RestClient(f"http://127.0.0.1:{srv.rest_port}")
+        assert rest.decode(latents(5, 3)).shape == (3, *IMAGE_SHAPE)
+        if scalar:
+            for c in (rest, GrpcClient(f"127.0.0.1:{srv.grpc_port}")):
+                with pytest.raises(ServingError) as err:
+                    c.sample(3, seed=1)
+                assert err.value.message == ("Batching Run() input tensors must have at least "
+                                             "one dimension")
+        with pytest.raises(ServingError) as err:      # above the batcher's max_batch_size
+            rest.decode(latents(6, 257))
+        assert "Task size 257 is larger than maximum input batch size 256" in err.value.message
+
+
+def test_batching_merges_concurrent_row_requests(tmp_path):
+    """Contract-2 shapes (per-row seed and temperature): concurrent requests are merged
+    into fewer runs, and each row's answer equals the unbatched one."""
+    from serving_support import write_row_savedmodel
+
+    write_row_savedmodel(tmp_path / "vae", delay_s=0.02)
+    params = tmp_path / "batching.txt"
+    params.write_text("max_batch_size { value: 64 }\nbatch_timeout_micros { value: 20000 }\n"
+                      "num_batch_threads { value: 2 }\nallowed_batch_sizes: 16\n"
+                      "allowed_batch_sizes: 64\n")
+    with ModelServer(model_base_path=tmp_path / "vae") as plain:
+        want = RestClient(f"http://127.0.0.1:{plain.rest_port}").predict(
+            {"seed": np.arange(8), "temperature": np.full(8, 0.5)}, signature_name="sample")
+    with ModelServer(model_base_path=tmp_path / "vae", batching_parameters_file=params) as srv:
+        rest = RestClient(f"http://127.0.0.1:{srv.rest_port}")
+
+        def one(i):
+            return rest.predict({"seed": [i], "temperature": [0.5]}, signature_name="sample")
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+            got = list(pool.map(one, range(8)))
+        for i, result in enumerate(got):
+            np.testing.assert_allclose(result["z"], want["z"][i:i + 1], rtol=0, atol=1e-6)
+            np.testing.assert_allclose(result["images"], want["images"][i:i + 1], atol=1e-6)
+        assert srv.batcher.batches_run() < 8
+
+
+def test_size_depth_and_framing_limits(exported_vae):
+    from keras_vae.serving.devserver.limits import Limits
+
+    limits = Limits(max_num_samples=512, max_response_bytes=4 << 20, max_request_bytes=1 << 20,
+                    request_timeout_s=1.0)
+    with ModelServer(model_base_path=exported_vae, limits=limits) as srv:
+        rest = RestClient(f"http://127.0.0.1:{srv.rest_port}")
+        with pytest.raises(errors.PayloadTooLargeError) as err:      # 512 rows x 3 outputs
+            rest.decode(latents(7, 512))
+        assert err.value.status == 413 and "response too large" in err.value.message
+        with pytest.raises(ServingError) as err:                     # 4,096 rows: 400, fast
+            rest.decode(latents(7, 4096))
+        assert err.value.status == 400 and "[1, 512]" in err.value.message
+        with pytest.raises(errors.PayloadTooLargeError):
+            rest.predict_json(b'{"instances": [' + b"0," * (1 << 20) + b"0]}")
+        with GrpcClient(f"127.0.0.1:{srv.grpc_port}") as g:
+            with pytest.raises(errors.PayloadTooLargeError) as err:
+                g.decode(latents(7, 512))
+            assert err.value.code == "RESOURCE_EXHAUSTED"
+        with pytest.raises(ServingError) as err:
+            rest.predict_json(("[" * 5000 + "]" * 5000).encode())
+        assert err.value.status == 400 and "nested" in err.value.message
+        for length, status in (("١٢", 400), ("-1", 400), ("9" * 30, 400), ("99999999", 413)):
+            code, body = _raw_http(srv.rest_port, (
+                f"POST /v1/models/vae:predict HTTP/1.1\r\nHost: x\r\nContent-Length: {length}"
+                "\r\n\r\n{}").encode())
+            assert code == status and body["error"], (length, code, body)
+        start = time.perf_counter()              # a body that never comes: 408, no hang
+        code, body = _raw_http(srv.rest_port, b"POST /v1/models/vae:predict HTTP/1.1\r\n"
+                               b"Host: x\r\nContent-Length: 100\r\n\r\n{")
+        assert code == 408 and time.perf_counter() - start < 5
+        assert rest.decode(latents(8, 2)).shape == (2, *IMAGE_SHAPE)
+
+
+def test_no_request_desync(server):
+    """A body on GET/PUT/DELETE is read and dropped: never answered as a second request."""
+    smuggled = b"GET /v1/models/vae/metadata HTTP/1.1\r\nHost: x\r\n\r\n"
+    for method in ("GET", "PUT", "DELETE"):
+        with socket.create_connection(("127.0.0.1", server.rest_port), timeout=30) as sock:
+            sock.sendall(f"{method} /v1/models/vae HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                         f"{len(smuggled)}\r\n\r\n".encode() + smuggled +
+                         b"GET /v1/models/vae HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        assert data.count(b"HTTP/1.1 ") == 2 and b"signature_def" not in data, (method, data)
+
+
+def test_grpc_refuses_bad_protobufs_and_false_shapes_before_building(server):
+    import grpc
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}")
+    predict = channel.unary_unary("/tensorflow.serving.PredictionService/Predict")
+    with pytest.raises(grpc.RpcError) as err:
+        predict(b"\xff\xff\xff\xff", timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name, request.model_spec.signature_name = "vae", "decode"
+    request.inputs["z"].CopyFrom(tf.make_tensor_proto(np.float32(1.0)))
+    del request.inputs["z"].tensor_shape.dim[:]
+    for size in (16777216, 16):
+        request.inputs["z"].tensor_shape.dim.add(size=size)
+    assert len(request.SerializeToString()) < 64
+    with pytest.raises(grpc.RpcError) as err:
+        predict(request.SerializeToString(), timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "16777216" in err.value.details()
+    channel.close()
+
+
+def test_connection_cap_and_host(exported_vae):
+    from keras_vae.serving.devserver import build_parser
+    from keras_vae.serving.devserver.limits import Limits
+
+    assert build_parser().parse_args([]).host == "127.0.0.1"
+    with ModelServer(model_base_path=exported_vae,
+                     limits=Limits(rest_api_num_threads=2)) as srv:
+        srv._http.slot_wait_s = 0.2
+        idle = [socket.create_connection(("127.0.0.1", srv.rest_port)) for _ in range(2)]
+        time.sleep(0.3)
+        code, body = _raw_http(srv.rest_port, b"GET /v1/models/vae HTTP/1.1\r\n\r\n")
+        assert code == 503 and "busy" in body["error"]
+        for sock in idle:
+            sock.close()
+        time.sleep(0.3)
+        assert RestClient(f"http://127.0.0.1:{srv.rest_port}").status()[0]["version"] == "1"
+
+
+def test_web_page_answers_400_for_a_nul_byte(exported_vae, tmp_path, caplog):
+    from keras_vae.serving import webapp
+
+    ort = tmp_path / "ort"
+    ort.mkdir()
+    for name in webapp.ORT_FILES:
+        (ort / name).write_bytes(b"")
+    server = webapp.serve_web(exported_vae, port=0, ort_path=ort, block=False)
+    try:
+        port = server.server_address[1]
+        for target in (b"/%00", b"/model/%00.json", b"/" + b"a" * 5000):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                sock.sendall(b"GET " + target + b" HTTP/1.0\r\n\r\n")
+                answer = sock.recv(4096)
+            assert answer.split()[1] in (b"400", b"404"), answer[:100]
+        assert "Traceback" not in caplog.text
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -20,13 +20,18 @@ REST (default port 8501)::
 gRPC (default port 8500): `tensorflow.serving.PredictionService` (Predict,
 GetModelMetadata) and `tensorflow.serving.ModelService` (GetModelStatus).
 
-Guards a public service needs: a request body limit, a batch-size limit and a
-`num_samples` limit (any input named ``num_samples`` must lie in
-``[1, max_num_samples]``). Every malformed request gets a 4xx with a message and
-the server keeps serving; it is thread-safe and serves requests concurrently.
+Limits (`limits.py`, each a flag): rows per request for any signature, the batch of
+an input, request and response bytes (the answer's size is estimated before the model
+runs), JSON depth, the values of a gRPC TensorProto (checked against its claimed shape
+before the tensor is built), the time a body may take, REST connections and gRPC workers.
+Content-Length is validated, a body on a method that takes none is dropped (no request
+desync), undecodable protobufs are INVALID_ARGUMENT. With ``--enable_batching`` every
+signature is batched as TF Serving does (`batching.py`). Every malformed request gets a
+4xx with a message and the server keeps serving; it binds to 127.0.0.1 unless told.
 
 The modules: `repository` (base paths, versions, labels, models.config), `core`
-(`ModelServer`: lookups, input checks, predict), `rest` and `grpc` (the front ends);
+(`ModelServer`: lookups, input checks, predict), `limits`, `batching`, `tensors` (gRPC
+TensorProtos), `metrics` (``--monitoring``), `rest` and `grpc` (the front ends);
 the wire format is `keras_vae.serving.wire`, the errors `keras_vae.serving.errors`.
 
 Run it::
@@ -42,6 +47,7 @@ import os
 from keras_vae.serving.devserver.core import (DEFAULT_GRPC_PORT, DEFAULT_MAX_BATCH_SIZE,
                                               DEFAULT_MAX_NUM_SAMPLES, DEFAULT_REST_PORT,
                                               ModelServer)
+from keras_vae.serving.devserver.limits import Limits
 from keras_vae.serving.devserver.repository import read_model_config
 from keras_vae.serving.errors import ServingError
 
@@ -77,24 +83,47 @@ def build_parser(parser=None):
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default 127.0.0.1; 0.0.0.0 for all)")
     parser.add_argument("--max_num_samples", type=int, default=DEFAULT_MAX_NUM_SAMPLES,
-                        help="largest num_samples a request may ask for (default 1024)")
+                        help="most rows one request may ask for, any signature (the batch of "
+                             "its inputs or a scalar num_samples; default 1024)")
     parser.add_argument("--max_batch_size", type=int, default=DEFAULT_MAX_BATCH_SIZE,
-                        help="largest batch an input may have (default 4096)")
+                        help="largest leading dimension an input may have (default 4096)")
+    parser.add_argument("--max_request_bytes", type=int, default=Limits.max_request_bytes,
+                        help="largest REST body / gRPC message (default 16 MiB; 413 above)")
+    parser.add_argument("--max_response_bytes", type=int, default=Limits.max_response_bytes,
+                        help="largest answer, estimated before running (default 64 MiB)")
+    parser.add_argument("--max_json_depth", type=int, default=Limits.max_json_depth,
+                        help="deepest JSON nesting of a REST body (default 32)")
+    parser.add_argument("--rest_api_num_threads", type=int,
+                        default=Limits.rest_api_num_threads,
+                        help="REST connections served at once; more get 503 (default 32)")
+    parser.add_argument("--grpc_max_threads", type=int, default=Limits.grpc_max_threads,
+                        help="gRPC worker threads (default 16)")
+    parser.add_argument("--rest_api_timeout_in_ms", type=int,
+                        default=int(Limits.request_timeout_s * 1000),
+                        help="time a REST body may take to arrive (default 30000; 408)")
+    parser.add_argument("--enable_batching", action="store_true",
+                        help="batch every signature as TF Serving does (rank-0 inputs are "
+                             "refused; concurrent requests are merged)")
+    parser.add_argument("--batching_parameters_file", default=None,
+                        help="BatchingParameters text proto (e.g. serving/tf_serving/"
+                             "batching_parameters.txt); needs --enable_batching")
+    parser.add_argument("--monitoring", action="store_true",
+                        help="Prometheus metrics at /monitoring/prometheus/metrics (REST)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
     return parser
 
 
 def serve(model_base_path=None, model_name="vae", *, model_config_file=None,
           rest_port=DEFAULT_REST_PORT, grpc_port=DEFAULT_GRPC_PORT, host="127.0.0.1",
-          max_num_samples=DEFAULT_MAX_NUM_SAMPLES, max_batch_size=DEFAULT_MAX_BATCH_SIZE,
-          block=True):
+          max_num_samples=None, max_batch_size=None, limits=None,
+          batching_parameters_file=None, monitoring=False, block=True):
     """Starts the development server; blocks until Ctrl-C unless block=False.
 
     Args:
-      model_base_path, model_name, model_config_file, max_num_samples, max_batch_size:
-        as for `ModelServer`.
+      model_base_path, model_name, model_config_file, max_num_samples, max_batch_size,
+        limits, batching_parameters_file, monitoring: as for `ModelServer`.
       rest_port, grpc_port: the ports (0 picks a free one, -1 turns that front end off).
-      host: the address to bind.
+      host: the address to bind (127.0.0.1: this machine only).
       block: wait for Ctrl-C, then stop the server.
 
     Returns:
@@ -105,17 +134,31 @@ def serve(model_base_path=None, model_name="vae", *, model_config_file=None,
     """
     server = ModelServer(model_base_path=model_base_path, model_name=model_name,
                          model_config_file=model_config_file, max_num_samples=max_num_samples,
-                         max_batch_size=max_batch_size)
+                         max_batch_size=max_batch_size, limits=limits,
+                         batching_parameters_file=batching_parameters_file,
+                         monitoring=monitoring)
     server.start(rest_port=rest_port, grpc_port=grpc_port, host=host)
+    batching = "" if server.batcher is None else \
+        f", batching up to {server.batcher.params.max_batch_size} rows"
     print(f"keras-vae development server (production is TF Serving): "
           f"REST http://{host}:{server.rest_port}/v1/models/"
-          f"{','.join(server.models)}  gRPC {host}:{server.grpc_port}", flush=True)
+          f"{','.join(server.models)}  gRPC {host}:{server.grpc_port}{batching}", flush=True)
     if block:
         try:
             server.wait()
         finally:
             server.stop()
     return server
+
+
+def _limits_from(args):
+    return Limits(max_num_samples=args.max_num_samples, max_batch_size=args.max_batch_size,
+                  max_request_bytes=args.max_request_bytes,
+                  max_response_bytes=args.max_response_bytes,
+                  max_json_depth=args.max_json_depth,
+                  rest_api_num_threads=args.rest_api_num_threads,
+                  grpc_max_threads=args.grpc_max_threads,
+                  request_timeout_s=args.rest_api_timeout_in_ms / 1000)
 
 
 def main(argv=None):
@@ -134,10 +177,21 @@ def main(argv=None):
     base = args.model_base_path or args.path
     if base is None and args.model_config_file is None:
         build_parser().error("give an export folder, --model_base_path or --model_config_file")
+    if args.batching_parameters_file and not args.enable_batching:
+        build_parser().error("--batching_parameters_file needs --enable_batching")
+    batching = args.batching_parameters_file
+    if args.enable_batching and batching is None:
+        batching = os.devnull            # TF Serving's default BatchingParameters
+    try:
+        limits = _limits_from(args)
+    except ValueError as err:
+        build_parser().error(str(err))
     try:
         serve(base, args.model_name, model_config_file=args.model_config_file,
               rest_port=args.rest_api_port, grpc_port=args.port, host=args.host,
-              max_num_samples=args.max_num_samples, max_batch_size=args.max_batch_size)
+              limits=limits, batching_parameters_file=batching, monitoring=args.monitoring)
+    except (OSError, ValueError) as err:
+        raise SystemExit(f"keras-vae serve: {err}") from None
     except ServingError as err:
         raise SystemExit(f"keras-vae serve: {err.message}") from None
     return 0

@@ -10,34 +10,87 @@ import concurrent.futures
 import logging
 
 from keras_vae.serving.devserver.core import DEFAULT_SIGNATURE
+from keras_vae.serving.devserver.tensors import proto_to_array
 from keras_vae.serving.errors import ServingError
 
-__all__ = ["start"]
+__all__ = ["start", "SERVICES"]
 
 log = logging.getLogger("keras_vae.serving")
 
+#: service -> {method: (request message, implementation attribute)}; requests arrive as
+#: bytes and are parsed here, so an undecodable one is INVALID_ARGUMENT, not INTERNAL.
+SERVICES = {
+    "tensorflow.serving.PredictionService": {
+        "Predict": "predict_pb2.PredictRequest",
+        "GetModelMetadata": "get_model_metadata_pb2.GetModelMetadataRequest",
+        "Classify": "classification_pb2.ClassificationRequest",
+        "Regress": "regression_pb2.RegressionRequest",
+        "MultiInference": "inference_pb2.MultiInferenceRequest",
+    },
+    "tensorflow.serving.ModelService": {
+        "GetModelStatus": "get_model_status_pb2.GetModelStatusRequest",
+        "HandleReloadConfigRequest": "model_management_pb2.ReloadConfigRequest",
+    },
+}
+
+
+def _message_class(dotted):
+    import importlib
+
+    module, name = dotted.split(".")
+    return getattr(importlib.import_module(f"tensorflow_serving.apis.{module}"), name)
+
 
 def start(model_server, host, port, workers):
-    """Starts the gRPC front end of `model_server`; returns (grpc.Server, bound port)."""
-    import grpc
-    from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+    """Starts the gRPC front end of `model_server`; returns (grpc.Server, bound port).
 
+    At most `workers` RPCs run at once and 4 x `workers` are admitted (then
+    RESOURCE_EXHAUSTED); messages are limited to the server's request / response limits.
+    """
+    import grpc
+
+    limits = model_server.limits
     grpc_server = grpc.server(
         concurrent.futures.ThreadPoolExecutor(max_workers=workers,
                                               thread_name_prefix="kvae-grpc"),
-        options=[("grpc.max_receive_message_length", model_server.max_body_bytes),
-                 ("grpc.max_send_message_length", 256 * 1024 * 1024),
+        maximum_concurrent_rpcs=4 * workers,
+        options=[("grpc.max_receive_message_length", limits.max_request_bytes),
+                 ("grpc.max_send_message_length", limits.max_response_bytes + (1 << 20)),
                  ("grpc.so_reuseport", 0)],
     )
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        _PredictionService(model_server), grpc_server)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-        _ModelService(model_server), grpc_server)
+    services = {"tensorflow.serving.PredictionService": _PredictionService(model_server),
+                "tensorflow.serving.ModelService": _ModelService(model_server)}
+    handlers = []
+    for service, methods in SERVICES.items():
+        table = {}
+        for method, message in methods.items():
+            table[method] = grpc.unary_unary_rpc_method_handler(
+                _raw(getattr(services[service], method), _message_class(message), method),
+                request_deserializer=None,
+                response_serializer=lambda response: response.SerializeToString())
+        handlers.append(grpc.method_handlers_generic_handler(service, table))
+    grpc_server.add_generic_rpc_handlers(handlers)
     bound = grpc_server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
         raise OSError(f"could not bind gRPC to {host}:{port}")
     grpc_server.start()
     return grpc_server, bound
+
+
+def _raw(method, message_class, name):
+    """Parses the request bytes, then calls `method`; a bad message is INVALID_ARGUMENT."""
+    from google.protobuf.message import DecodeError
+
+    def handler(raw, context):
+        try:
+            request = message_class.FromString(raw)
+        except (DecodeError, RecursionError, ValueError, UnicodeDecodeError) as err:
+            _abort(context, ServingError(f"could not parse the {name} request "
+                                         f"({message_class.__name__}): {str(err)[:200]}",
+                                         "INVALID_ARGUMENT"))
+        return method(request, context)
+
+    return handler
 
 
 def _spec_args(spec):
@@ -55,15 +108,34 @@ def _abort(context, err):
 
 def _grpc_guard(method):
     def wrapper(self, request, context):
+        metrics = self.server.metrics
         try:
-            return method(self, request, context)
+            response = method(self, request, context)
         except ServingError as err:
+            if metrics is not None:
+                metrics.count_grpc(err.code)
             _abort(context, err)
         except Exception as err:  # noqa: BLE001 - the server must keep serving
             log.exception("internal error in gRPC %s", method.__name__)
             _abort(context, ServingError(f"{type(err).__name__}: {err}", "INTERNAL"))
+        if metrics is not None:
+            metrics.count_grpc("OK")
+        return response
     wrapper.__name__ = method.__name__
     return wrapper
+
+
+def _predict_response(mv, signature_name, outputs, wanted):
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    response = predict_pb2.PredictResponse()
+    response.model_spec.name = mv.name
+    response.model_spec.version.value = mv.version
+    response.model_spec.signature_name = signature_name
+    for key in wanted or list(outputs):
+        response.outputs[key].CopyFrom(tf.make_tensor_proto(outputs[key]))
+    return response
 
 
 class _PredictionService:
@@ -74,31 +146,21 @@ class _PredictionService:
 
     @_grpc_guard
     def Predict(self, request, context):  # noqa: N802
-        import tensorflow as tf
-        from tensorflow_serving.apis import predict_pb2
-
         name, version, label = _spec_args(request.model_spec)
-        inputs = {}
-        for key, proto in request.inputs.items():
-            try:
-                inputs[key] = tf.make_ndarray(proto)
-            except Exception as err:  # noqa: BLE001
-                raise ServingError(f"input \"{key}\" is not a valid TensorProto: {err}",
-                                   "INVALID_ARGUMENT") from None
         signature_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
-        mv, outputs = self.server.predict(name, signature_name, inputs, version, label)
-        wanted = list(request.output_filter) or list(outputs)
-        unknown = sorted(set(wanted) - set(outputs))
+        mv = self.server.model(name, version, label)
+        mv.signature(signature_name)          # an unknown signature first
+        inputs = {key: proto_to_array(proto, f"input \"{key[:100]}\"", self.server.limits)
+                  for key, proto in request.inputs.items()}
+        filtered = list(request.output_filter) or None
+        unknown = sorted(set(filtered or ()) - set(mv.output_specs.get(signature_name, {})))
         if unknown:
-            raise ServingError(f"output_filter names unknown outputs {unknown} "
-                               f"(available: {sorted(outputs)})", "INVALID_ARGUMENT")
-        response = predict_pb2.PredictResponse()
-        response.model_spec.name = mv.name
-        response.model_spec.version.value = mv.version
-        response.model_spec.signature_name = signature_name
-        for key in wanted:
-            response.outputs[key].CopyFrom(tf.make_tensor_proto(outputs[key]))
-        return response
+            raise ServingError(f"output_filter names unknown outputs {unknown[:10]} "
+                               f"(available: {sorted(mv.output_specs[signature_name])})",
+                               "INVALID_ARGUMENT")
+        with self.server.answer_slot():
+            _, outputs = self.server.run(mv, signature_name, inputs, outputs=filtered)
+            return _predict_response(mv, signature_name, outputs, filtered)
 
     @_grpc_guard
     def GetModelMetadata(self, request, context):  # noqa: N802

@@ -35,6 +35,7 @@ class ModelVersion:
       signature_defs: a ``tensorflow.serving.SignatureDefMap`` proto (what
         GetModelMetadata returns), built once from export's reader of saved_model.pb.
       specs: {signature: {input: (shape list or None, numpy dtype)}}.
+      output_specs: {signature: {output: (shape list or None, numpy dtype)}}.
       functions: {signature: concrete function}.
     """
 
@@ -49,6 +50,9 @@ class ModelVersion:
         self.specs = {sig: {key: (info["shape"], np.dtype(info["dtype"]))
                             for key, info in entry["inputs"].items()}
                       for sig, entry in signatures.items()}
+        self.output_specs = {sig: {key: (info["shape"], np.dtype(info["dtype"]))
+                                   for key, info in entry["outputs"].items()}
+                             for sig, entry in signatures.items()}
         self._loaded = tf.saved_model.load(str(self.path))
         self.functions = dict(self._loaded.signatures)
 
