@@ -220,7 +220,11 @@ class TrainConfig:
         return cls(**{key: getattr(args, key) for key in cls.keys()})
 
     def to_dict(self):
-        return dataclasses.asdict(self)
+        """config.json's "train" section; `conditional` only when true (run format 1 keys)."""
+        values = dataclasses.asdict(self)
+        if not values["conditional"]:
+            del values["conditional"]
+        return values
 
     @classmethod
     def resumed(cls, saved, given):
