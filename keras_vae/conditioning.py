@@ -260,7 +260,7 @@ def check_data(model, x, y, name="x"):
     if labels.shape[:1] != tuple(x.shape[:1]):
         raise ValueError(f"the labels of {name} have {labels.shape[:1]} rows for "
                          f"{tuple(x.shape[:1])} examples: give one label per example.")
-    model.condition.vector(labels, f"the labels of {name}")
+    model.condition.vector(labels, "y" if name == "x" else f"the labels of {name}")
 
 
 def _missing(model, what):

@@ -202,8 +202,7 @@ def training_stream(x, batch_size, seed, start_epoch, epochs, dynamic, labels=No
       start_epoch: the first epoch of the stream (0 for a new run).
       epochs: one past the last epoch.
       dynamic: binarise each batch afresh (Burda et al.'s dynamic binarisation).
-      labels: one label (or condition vector) per example for a conditional model,
-        or None; given, the batches are (x, y) pairs in the same order.
+      labels: one label per example (a conditional model), or None: the batches are (x, y).
 
     Returns:
       (dataset, steps): a `tf.data.Dataset` of float32 batches, sharded by data
@@ -221,9 +220,8 @@ def training_stream(x, batch_size, seed, start_epoch, epochs, dynamic, labels=No
             f"batch_size must lie in [1, {len(x)}] (the examples), got {batch_size!r}."
         )
     n, batch_size = len(x), int(batch_size)
-    steps = n // batch_size
+    steps, tagged = n // batch_size, None if labels is None else tf.constant(np.asarray(labels))
     images = tf.constant(x)
-    tagged = None if labels is None else tf.constant(np.asarray(labels))
     seed = int(seed) % (2**31 - 1)
 
     def epoch_batches(epoch):

@@ -223,9 +223,10 @@ class TrainConfig:
 
     #: Settings added after run format 1, written only when they differ from their default,
     #: so a run that does not use them writes format 1's config.json exactly.
-    OPTIONAL_KEYS = ("posterior",)
+    OPTIONAL_KEYS = ("posterior", "conditional")
 
     def to_dict(self):
+        """config.json's "train" section; OPTIONAL_KEYS only when not their default."""
         values = dataclasses.asdict(self)
         for key in self.OPTIONAL_KEYS:
             if values[key] == getattr(TrainConfig, key):
