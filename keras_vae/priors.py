@@ -5,7 +5,7 @@ one-component case), which gives one uniform way to draw at a temperature T:
 pick a component c, then z = loc_c + T * scale_c * eps with eps ~ N(0, I).
 """
 
-from keras_vae import names
+from keras_vae import densities, names
 from keras_vae.posteriors import reparameterize
 from keras_vae._backend import keras, tf, tfd
 
@@ -78,7 +78,7 @@ class StandardNormalPrior(Prior):
 
     def distribution(self, encode=None):
         zeros = tf.zeros((self.latent_dim,), "float32")
-        return tfd.Independent(tfd.Normal(zeros, 1.0), reinterpreted_batch_ndims=1)
+        return tfd.Independent(densities.Normal(zeros, 1.0), reinterpreted_batch_ndims=1)
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
