@@ -116,7 +116,13 @@ def main(argv=None):
     p.add_argument("--eval-examples", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(common.BENCH / "learning_curve.json"))
+    p.add_argument("--plot-only", action="store_true",
+                   help="draw the PNG of an existing (possibly partial) JSON and stop")
     args = p.parse_args(argv)
+    if args.plot_only:
+        plot(json.loads(pathlib.Path(args.out).read_text()),
+             pathlib.Path(args.out).with_suffix(".png"))
+        return 0
     common.setup_environment("cpu")
     import numpy as np
 
