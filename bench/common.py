@@ -172,6 +172,71 @@ def ratio_summary(pairs):
     }
 
 
+#: A contender whose per-round figures spread by more than this is flagged (noisy run).
+SPREAD_LIMIT = 0.25
+
+
+def spread(values):
+    """(max - min) / median of one contender's per-round figures."""
+    values = [v for v in values if v == v]
+    if len(values) < 2:
+        return 0.0
+    return (max(values) - min(values)) / median(values)
+
+
+def fair_rounds(keras_trial, torch_runner, steps, rounds, thread_options=None):
+    """Interleaved rounds, each with each contender's best thread setting for that round.
+
+    Round r: keras_vae (its default thread pools) and the PyTorch reference at every
+    thread count in `thread_options` (1 and all cores), in an order that alternates
+    between rounds (keras first on even rounds, PyTorch first on odd ones); the round's
+    PyTorch figure is its best thread count's. OpenMP threads collapse when another
+    process holds a core (16,088 -> 1,685 ex/s measured); one thread does not, so the
+    best of the two is what a careful PyTorch user would get in that minute.
+
+    Returns:
+      A dict: per-round rows (keras, torch best, torch per thread count, cpu-time ratio,
+      load), the median of the per-round ratios, each contender's spread and the flag.
+    """
+    options = thread_options or sorted({1, os.cpu_count() or 1})
+    rows = []
+    for r in range(rounds):
+        load = load_average()[0]
+
+        def run_torch():
+            got = {}
+            for n in options:
+                torch_runner.set_threads(n)
+                got[n] = (torch_runner.trial(steps), torch_runner.cpu_per_example)
+            return got
+
+        if r % 2 == 0:
+            k = keras_trial(steps)
+            k_cpu = getattr(keras_trial.__self__, "cpu_per_example", float("nan"))
+            t = run_torch()
+        else:
+            t = run_torch()
+            k = keras_trial(steps)
+            k_cpu = getattr(keras_trial.__self__, "cpu_per_example", float("nan"))
+        best = max(t, key=lambda n: t[n][0])
+        rows.append({"keras": round(k, 1), "torch": round(t[best][0], 1), "torch_threads": best,
+                     "torch_by_threads": {str(n): round(v[0], 1) for n, v in t.items()},
+                     "ratio": round(k / t[best][0], 3),
+                     "ratio_by_cpu_time": round(t[best][1] / k_cpu, 3),
+                     "load_average_1min": load})
+    keras_spread = spread([row["keras"] for row in rows])
+    torch_spread = spread([row["torch"] for row in rows])
+    return {
+        "keras_examples_per_s": round(median([row["keras"] for row in rows]), 1),
+        "torch_examples_per_s": round(median([row["torch"] for row in rows]), 1),
+        "ratio": ratio_summary([(row["keras"], row["torch"]) for row in rows]),
+        "ratio_by_cpu_time": round(median([row["ratio_by_cpu_time"] for row in rows]), 3),
+        "spread": {"keras": round(keras_spread, 3), "torch": round(torch_spread, 3)},
+        "noisy": max(keras_spread, torch_spread) > SPREAD_LIMIT,
+        "rounds": rows,
+    }
+
+
 class Timer:
     def __enter__(self):
         self.start = time.perf_counter()

@@ -32,8 +32,10 @@ def index_dataset(x, batch_size, dynamic=False, seed=0):
 
 
 def compile_model(model, lr=1e-3, jit_compile=True, steps_per_execution=1, epsilon=1e-7):
-    model.compile(optimizer=keras.optimizers.Adam(lr, epsilon=epsilon), jit_compile=jit_compile,
-                  steps_per_execution=steps_per_execution)
+    """model.compile with Adam; jit_compile / steps_per_execution None: the library's defaults."""
+    settings = {k: v for k, v in (("jit_compile", jit_compile),
+                                  ("steps_per_execution", steps_per_execution)) if v is not None}
+    model.compile(optimizer=keras.optimizers.Adam(lr, epsilon=epsilon), **settings)
     return model
 
 

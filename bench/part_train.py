@@ -140,8 +140,8 @@ class KerasRunner:
         kfit.compile_model(self.model, lr, jit_compile, steps_per_execution)
         self.ds = kfit.index_dataset(x, batch)
         self.batch = batch
-        self.spe = steps_per_execution
-        self.label = f"jit={jit_compile},spe={steps_per_execution}"
+        self.spe = int(self.model.steps_per_execution)
+        self.label = _keras_label(jit_compile, steps_per_execution)
 
     def warm(self):
         start = time.perf_counter()
@@ -150,6 +150,7 @@ class KerasRunner:
 
     def trial(self, steps):
         steps = max(self.spe, steps - steps % self.spe)
+        self.steps_done = steps
         wall = self.kfit.fit_steps(self.model, self.ds, steps)
         self.cpu_per_example = self.kfit.LAST_CPU_SECONDS[0] / (steps * self.batch)
         return steps * self.batch / wall
@@ -231,7 +232,7 @@ def step_breakdown(runner, x, batch, steps, rounds):
     """
     from keras_vae._backend import tf
 
-    model, jit = runner.model, runner.label.startswith("jit=True")
+    model, jit = runner.model, bool(runner.model.jit_compile)
     xb = tf.constant(x[:batch])
     variables = model.trainable_variables
 
@@ -288,8 +289,13 @@ def step_breakdown(runner, x, batch, steps, rounds):
 # --------------------------------------------------------------------------- the part
 
 
+def _keras_label(jit, spe):
+    return f"jit={'default' if jit is None else jit},spe={'default' if spe is None else spe}"
+
+
 def run(args):
     import models
+    from keras_vae import training
     from keras_vae._backend import keras
 
     p = plan(args.quick)
@@ -299,24 +305,21 @@ def run(args):
         "data": "MNIST train (60,000), binarised once (Bernoulli, seed 0); tf.data / torch "
                 "index shuffling each epoch",
         "optimizer": "Adam(lr=1e-3, epsilon=1e-7) in both",
+        "keras_vae": "the library's defaults: model.compile(optimizer=Adam) without jit_compile "
+                     f"or steps_per_execution (XLA 'auto', {training.DEFAULT_STEPS_PER_EXECUTION} "
+                     "steps per execution), unless --jit / --steps-per-execution are given",
         "trial": "wall time of model.fit(steps_per_epoch=S) after warm-up vs the same S "
-                 "steps of the PyTorch loop; ratios per round, median over rounds",
+                 "steps of the PyTorch loop; per round PyTorch runs at 1 thread and at all "
+                 "cores and its faster figure counts; ratios per round, median over rounds; "
+                 f"a contender spreading by more than {common.SPREAD_LIMIT:.0%} is flagged",
         **{k: v for k, v in p.items()},
     }}
+    jit_fixed, spe_fixed = args.jit, args.steps_per_execution
 
-    # (a) PyTorch threads, then keras_vae settings
-    seed_torch = lambda: TorchRunner(args.device, args.precision, (200,), 10, "relu", x,
-                                     "elbo", 1, SEED_BATCH)
-    threads, per_threads = choose_torch_threads(seed_torch, p["seed_steps"],
-                                                max(1, p["sweep_rounds"]))
-    out["torch_threads"] = {"chosen": threads, "examples_per_s": per_threads}
-    common.log(f"torch threads: {per_threads} -> {threads}")
-
-    if args.jit is not None or args.steps_per_execution is not None:
-        configs = [(args.jit if args.jit is not None else True,
-                    args.steps_per_execution or 1)]
-    else:
-        configs = [(jit, spe) for jit in (True, False) for spe in (1, 10, 50)]
+    # (a) keras_vae settings around the defaults (informs the defaults; not the target)
+    configs = [(jit_fixed, spe_fixed)]
+    if jit_fixed is None and spe_fixed is None and not args.quick:
+        configs += [(False, None), (True, 1), (False, 1)]
     runners = []
     for jit, spe in configs:
         r = KerasRunner(lambda: models.seed_mlp(), x, SEED_BATCH, jit, spe)
@@ -326,131 +329,93 @@ def run(args):
     for i in range(p["sweep_rounds"]):
         for r in (runners if i % 2 == 0 else runners[::-1]):
             speeds[r.label].append(r.trial(p["seed_steps"]))
-    sweep = {r.label: {"examples_per_s": round(common.median(speeds[r.label]), 1),
-                       "first_call_s": r.compile_seconds} for r in runners}
-    best = max(runners, key=lambda r: common.median(speeds[r.label]))
-    out["keras_settings_sweep"] = sweep
-    out["keras_best"] = {"jit_compile": best.label.split(",")[0].split("=")[1] == "True",
-                         "steps_per_execution": best.spe}
-    common.log(f"keras sweep: {sweep} -> {best.label}")
+    out["keras_settings_sweep"] = {
+        r.label: {"examples_per_s": round(common.median(speeds[r.label]), 1),
+                  "first_call_s": r.compile_seconds} for r in runners}
+    common.log(f"keras sweep: {out['keras_settings_sweep']}")
+    default = runners[0]
 
-    # (b) seed MLP: keras best vs torch, A/B/A/B
-    t_runner = seed_torch()
+    # (b) seed MLP: keras_vae defaults vs torch (best threads per round), interleaved
+    t_runner = TorchRunner(args.device, args.precision, (200,), 10, "relu", x, "elbo", 1,
+                           SEED_BATCH)
     t_runner.trial(max(10, p["seed_steps"] // 10))
-    pairs, cpu_pairs = [], []
-    for r in range(p["rounds"]):
-        if r % 2 == 0:  # A B, then B A: no contender always goes first
-            a = best.trial(p["seed_steps"])
-            b = t_runner.trial(p["seed_steps"])
-        else:
-            b = t_runner.trial(p["seed_steps"])
-            a = best.trial(p["seed_steps"])
-        pairs.append((a, b))
-        cpu_pairs.append((t_runner.cpu_per_example, best.cpu_per_example))
-    out["seed_mlp"] = {
-        "keras_examples_per_s": round(common.median([a for a, _ in pairs]), 1),
-        "torch_examples_per_s": round(common.median([b for _, b in pairs]), 1),
-        "ratio": common.ratio_summary(pairs),
-        "ratio_by_cpu_time": common.ratio_summary(cpu_pairs),
-        "keras_settings": best.label,
-    }
-    common.log(f"seed MLP: {out['seed_mlp']}")
-    out["seed_mlp"]["torch_step_ms"] = round(SEED_BATCH / out["seed_mlp"]["torch_examples_per_s"]
-                                             * 1e3, 3)
+    seed = common.fair_rounds(default.trial, t_runner, p["seed_steps"], p["rounds"])
+    seed["keras_settings"] = default.label
+    seed["torch_step_ms"] = round(SEED_BATCH / seed["torch_examples_per_s"] * 1e3, 3)
+    out["seed_mlp"] = seed
+    common.log(f"seed MLP: ratio {seed['ratio']}, spread {seed['spread']}")
     try:
-        out["seed_mlp"]["step_breakdown_ms"] = step_breakdown(best, x, SEED_BATCH,
-                                                              p["seed_steps"], 2)
+        seed["step_breakdown_ms"] = step_breakdown(default, x, SEED_BATCH, p["seed_steps"], 2)
     except Exception as error:  # a diagnostic: never lose the part for it
-        out["seed_mlp"]["step_breakdown_error"] = repr(error)[:300]
-    common.log(f"seed MLP step breakdown (ms): "
-               f"{out['seed_mlp'].get('step_breakdown_ms', out['seed_mlp'].get('step_breakdown_error'))}")
+        seed["step_breakdown_error"] = repr(error)[:300]
     del runners
 
     # (c) IWAE net, k = 1, 5, 50; (d) the ideal step
-    spe = best.spe
     iwae = {}
     for k in IWAE_KS:
         steps = p["iwae_steps"][k]
-        spe_k = min(spe, steps)
         build = lambda: models.iwae_net(models.make_objective("iwae", k))
-        kr = {jit: KerasRunner(build, x, IWAE_BATCH, jit, spe_k) for jit in (True, False)}
-        for r in kr.values():
-            r.warm()
+        kr = KerasRunner(build, x, IWAE_BATCH, jit_fixed, spe_fixed)
+        kr.warm()
         tr_ = TorchRunner(args.device, args.precision, (200, 200), 50, "tanh", x, "iwae", k,
                           IWAE_BATCH)
         tr_.trial(max(5, steps // 10))
-        rows, cpu_rows = [], []
-        for r in range(p["rounds"]):
-            order = [0, 1, 2] if r % 2 == 0 else [2, 1, 0]
-            fns = (lambda: kr[True].trial(steps), lambda: kr[False].trial(steps),
-                   lambda: tr_.trial(steps))
-            got = {i: fns[i]() for i in order}
-            rows.append((got[0], got[1], got[2]))
-            cpu_rows.append((kr[True].cpu_per_example, kr[False].cpu_per_example,
-                             tr_.cpu_per_example))
-        best_jit = max((True, False), key=lambda j: common.median([r[0 if j else 1] for r in rows]))
-        col = 0 if best_jit else 1
-        entry = {
-            "keras_jit_examples_per_s": round(common.median([r[0] for r in rows]), 1),
-            "keras_nojit_examples_per_s": round(common.median([r[1] for r in rows]), 1),
-            "torch_examples_per_s": round(common.median([r[2] for r in rows]), 1),
-            "keras_best_jit": best_jit,
-            "ratio": common.ratio_summary([(r[col], r[2]) for r in rows]),
-            "ratio_by_cpu_time": common.ratio_summary([(r[2], r[col]) for r in cpu_rows]),
-            "steps_per_execution": spe_k,
-        }
+        entry = common.fair_rounds(kr.trial, tr_, steps, p["rounds"])
+        entry["keras_settings"] = kr.label
         if k == max(IWAE_KS):
-            model = kr[best_jit].model
-            reps = max(3, p["ideal_reps"] // k)
-            ideal = min(ideal_step_seconds(model, IWAE_BATCH, k, reps, True),
-                        ideal_step_seconds(model, IWAE_BATCH, k, reps, False))
-            matmul_only = min(
-                ideal_step_seconds(model, IWAE_BATCH, k, reps, True, likelihood=False),
-                ideal_step_seconds(model, IWAE_BATCH, k, reps, False, likelihood=False))
-            step = IWAE_BATCH / entry["keras_jit_examples_per_s" if best_jit
-                                      else "keras_nojit_examples_per_s"]
-            entry["ideal_step_ms"] = round(ideal * 1e3, 3)
-            entry["ideal_matmul_only_step_ms"] = round(matmul_only * 1e3, 3)
-            entry["keras_step_ms"] = round(step * 1e3, 3)
-            entry["step_over_ideal"] = round(step / ideal, 3)
-            entry["torch_step_over_ideal"] = round(IWAE_BATCH / entry["torch_examples_per_s"]
-                                                   / ideal, 3)
+            _ideal(entry, kr.model, k, p)
         iwae[f"k={k}"] = entry
-        common.log(f"IWAE k={k}: {entry}")
+        common.log(f"IWAE k={k}: ratio {entry['ratio']}, spread {entry['spread']}")
         keras.backend.clear_session()
     TorchRunner.close()
     out["iwae_net"] = iwae
-    out["recommended_default"] = {
-        "jit_compile": out["keras_best"]["jit_compile"],
-        "steps_per_execution": out["keras_best"]["steps_per_execution"],
-    }
     return out
+
+
+def _ideal(entry, model, k, p):
+    reps = max(3, p["ideal_reps"] // k)
+    ideal = min(ideal_step_seconds(model, IWAE_BATCH, k, reps, True),
+                ideal_step_seconds(model, IWAE_BATCH, k, reps, False))
+    matmul_only = min(
+        ideal_step_seconds(model, IWAE_BATCH, k, reps, True, likelihood=False),
+        ideal_step_seconds(model, IWAE_BATCH, k, reps, False, likelihood=False))
+    step = IWAE_BATCH / entry["keras_examples_per_s"]
+    entry["ideal_step_ms"] = round(ideal * 1e3, 3)
+    entry["ideal_matmul_only_step_ms"] = round(matmul_only * 1e3, 3)
+    entry["keras_step_ms"] = round(step * 1e3, 3)
+    entry["step_over_ideal"] = round(step / ideal, 3)
+    entry["torch_step_over_ideal"] = round(IWAE_BATCH / entry["torch_examples_per_s"] / ideal, 3)
+
+
+def _name(text, entry):
+    s = entry.get("spread", {})
+    note = f" [spread keras {s.get('keras', 0):.0%} / torch {s.get('torch', 0):.0%}"
+    note += "; NOISY: > 25 %]" if entry.get("noisy") else "]"
+    return text + note
 
 
 def rows(result):
     """Table rows: (benchmark, keras_vae, reference, ratio, target, met)."""
     out = []
     s = result["seed_mlp"]
-    out.append(("train seed MLP 784-200-10, batch 128 (ex/s)", s["keras_examples_per_s"],
-                s["torch_examples_per_s"], s["ratio"]["median"], ">= 1.5x PyTorch",
-                s["ratio"]["median"] >= 1.5))
-    best = result.get("keras_best", {})
-    iw = {k: ("XLA" if e["keras_best_jit"] else "no XLA") for k, e in result["iwae_net"].items()}
-    out.append(("fastest keras_vae settings measured (CPU)",
-                f"seed MLP: jit_compile={best.get('jit_compile')}, "
-                f"steps_per_execution={best.get('steps_per_execution')}; IWAE net: "
-                + ", ".join(f"{k} {v}" for k, v in iw.items()), "", "", "", None))
     b = s.get("step_breakdown_ms")
+    out.append((_name("train seed MLP 784-200-10, batch 128 (ex/s)", s),
+                s["keras_examples_per_s"], s["torch_examples_per_s"], s["ratio"]["median"],
+                ">= 1.5x PyTorch", s["ratio"]["median"] >= 1.5))
+    sweep = result.get("keras_settings_sweep", {})
+    out.append(("keras_vae settings measured, seed MLP (ex/s)",
+                "; ".join(f"{k}: {v['examples_per_s']:,.0f}" for k, v in sweep.items()),
+                "", "", "", None))
     if b:
         out.append(("seed MLP step, ms: ideal / fwd+bwd / +Adam / train_step / fit",
                     " / ".join(f"{b[k]:.2f}" for k in ("ideal", "fwd_bwd", "minimal",
                                                          "train_step", "fit")),
                     f"PyTorch {s['torch_step_ms']:.2f}", "", "", None))
     for key, e in result["iwae_net"].items():
-        kv = max(e["keras_jit_examples_per_s"], e["keras_nojit_examples_per_s"])
-        out.append((f"train IWAE net {key}, batch 20 (ex/s)", kv, e["torch_examples_per_s"],
-                    e["ratio"]["median"], ">= 1.5x PyTorch", e["ratio"]["median"] >= 1.5))
-        if "step_over_ideal" in e and key == f"k={max(IWAE_KS)}":
+        out.append((_name(f"train IWAE net {key}, batch 20 (ex/s)", e), e["keras_examples_per_s"],
+                    e["torch_examples_per_s"], e["ratio"]["median"], ">= 1.5x PyTorch",
+                    e["ratio"]["median"] >= 1.5))
+        if "step_over_ideal" in e:
             out.append((f"IWAE {key} step / compute-bound ideal", f"{e['keras_step_ms']} ms",
                         f"ideal {e['ideal_step_ms']} ms (matmuls only "
                         f"{e['ideal_matmul_only_step_ms']} ms); PyTorch "

@@ -8,7 +8,7 @@ scale), and builds a distribution whose event shape is `event_shape`, so
 
 import numpy as np
 
-from keras_vae import names, validation
+from keras_vae import densities, names, validation
 from keras_vae._backend import keras, tf, tfd
 # keras_vae.likelihoods.check_finite was public before it moved to keras_vae.validation.
 from keras_vae.validation import check_finite  # noqa: F401
@@ -83,7 +83,7 @@ class BernoulliLikelihood(Likelihood):
 
     def distribution(self, params):
         return tfd.Independent(
-            tfd.Bernoulli(logits=params, dtype="float32"),
+            densities.Bernoulli(logits=params, dtype="float32"),
             reinterpreted_batch_ndims=self._event_ndims(),
         )
 

@@ -296,7 +296,7 @@ class VAE(conditioning.ConditionMixin, generation.GenerationMixin, keras.Model):
     def train_step(self, data):
         x, condition = conditioning.unpack(self, data)
         variables = self.trainable_variables
-        with tf.GradientTape(persistent=True) as tape:
+        with tf.GradientTape(persistent=training_lib.needs_persistent_tape(self)) as tape:
             terms = self.compute_terms(x, training=True, condition=condition)
             decoder_value, encoder_value = self.objective.surrogates(
                 terms, self.kl_weight(), dreg=self.gradient_estimator == "dreg"
@@ -319,6 +319,9 @@ class VAE(conditioning.ConditionMixin, generation.GenerationMixin, keras.Model):
     def _update_metrics(self, terms, value):
         results = training_lib.update_metrics(self._trackers, self.objective, terms, value)
         return training_lib.worker_logs(results, self.distribute_strategy)
+
+    compile = training_lib.compile_with_defaults  # measured defaults (training.compile_defaults)
+    compile_from_config = training_lib.compile_from_config
 
     def fit(self, x=None, y=None, *args, callbacks=None, validation_data=None, **kwargs):
         """`keras.Model.fit`, after checking the data and with the non-finite guard.

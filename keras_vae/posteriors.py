@@ -13,7 +13,7 @@ A custom head implements `call(features) -> params`, `distribution(params)` and
 `reparameterize(params, eps)` (or `sample`).
 """
 
-from keras_vae import names
+from keras_vae import densities, names
 from keras_vae._backend import keras, tf, tfd
 
 
@@ -85,7 +85,7 @@ class DiagonalGaussianPosterior(keras.layers.Layer):
         """q(z|x) = Independent(Normal(loc, scale)): batch [B], event [d]."""
         loc, scale = params
         return tfd.Independent(
-            tfd.Normal(loc=loc, scale=scale), reinterpreted_batch_ndims=1
+            densities.Normal(loc=loc, scale=scale), reinterpreted_batch_ndims=1
         )
 
     def reparameterize(self, params, eps):
@@ -108,7 +108,7 @@ class DiagonalGaussianPosterior(keras.layers.Layer):
         shape = tf.shape(loc)
         if num_samples is not None:
             shape = tf.concat([[num_samples], shape], axis=0)
-        return self.reparameterize(params, keras.random.normal(shape, seed=seed))
+        return self.reparameterize(params, densities.standard_normal(shape, seed=seed))
 
     def get_config(self):
         config = super().get_config()

@@ -9,7 +9,7 @@ The noise eps and the component c come from two distinct seed streams
 
 import numpy as np
 
-from keras_vae import names
+from keras_vae import densities, names
 from keras_vae.posteriors import reparameterize
 from keras_vae._backend import keras, tf, tfd
 
@@ -111,7 +111,7 @@ class StandardNormalPrior(Prior):
 
     def distribution(self, encode=None):
         zeros = tf.zeros((self.latent_dim,), "float32")
-        return tfd.Independent(tfd.Normal(zeros, 1.0), reinterpreted_batch_ndims=1)
+        return tfd.Independent(densities.Normal(zeros, 1.0), reinterpreted_batch_ndims=1)
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
