@@ -107,7 +107,9 @@ def row_noise(spec, seed):
 
 
 def _sample(model, spec, seed, temperature, condition, checked):
-    vector = condition_vector(spec, condition, checked)
+    if spec.num_classes and checked:
+        condition = check_labels(spec, condition)  # before the prior's gather reads it
+    vector = condition_vector(spec, condition, checked=False)
     eps, uniform, pixels = row_noise(spec, seed)
     label = condition if spec.class_conditional_prior else None
     z = _latents(spec, eps, uniform, temperature, label, vector)

@@ -53,7 +53,7 @@ References:
   D. J. Rezende, S. Mohamed. Variational Inference with Normalizing Flows. ICML 2015.
 """
 
-from keras_vae import names
+from keras_vae import densities, names
 from keras_vae._backend import keras, tf, tfd, tfp
 from keras_vae.made import MADE
 from keras_vae.posteriors import reparameterize
@@ -213,7 +213,7 @@ class FlowPosterior(keras.layers.Layer):
         """q(z|x): the diagonal Gaussian base through the steps; batch [B], event [d]."""
         _, parts = params
         loc, scale = self._base(parts)
-        base = tfd.Independent(tfd.Normal(loc=loc, scale=scale), reinterpreted_batch_ndims=1)
+        base = tfd.Independent(densities.Normal(loc=loc, scale=scale), reinterpreted_batch_ndims=1)
         return FlowDistribution(base, self.bijector(parts))
 
     def reparameterize(self, params, eps):

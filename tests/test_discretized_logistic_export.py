@@ -53,17 +53,15 @@ def test_eight_bit_export_decodes_like_keras_and_samples_pixels(tmp_path):
     decoded = {k: v.numpy() for k, v in loaded.signatures["decode"](z=tf.constant(z)).items()}
     for key, want in model.decoder_parameters(z).items():
         np.testing.assert_allclose(decoded[key], want.numpy(), rtol=1e-5, atol=1e-4)
+    seeds = np.arange(5, 305, dtype=np.int64)  # contract 2: one seed and temperature per row
+    ones = np.ones(len(seeds), np.float32)
     out = {k: v.numpy() for k, v in loaded.signatures["sample"](
-        num_samples=tf.constant(300), seed=tf.constant(5, tf.int64),
-        temperature=tf.constant(1.0)).items()}
+        seed=tf.constant(seeds), temperature=tf.constant(ones)).items()}
     _assert_drawn_from(out["images"], _pmfs(model, out["z"]))
     sess = ort.InferenceSession(str(tmp_path / "out/onnx/sampler.onnx"),
                                 providers=["CPUExecutionProvider"])
-    images, z_onnx = sess.run(["images", "z"], {"num_samples": np.array(300, np.int64),
-                                                "temperature": np.array(1.0, np.float32)})
+    images, z_onnx = sess.run(["images", "z"], {"seed": seeds + 1000, "temperature": ones})
     _assert_drawn_from(images, _pmfs(model, z_onnx))
     tfl = Interpreter(model_path=str(tmp_path / "out/tflite/vae.tflite"))
-    got = tfl.get_signature_runner("sample")(num_samples=np.array(300, np.int32),
-                                             seed=np.array(5, np.int64),
-                                             temperature=np.array(1.0, np.float32))
+    got = tfl.get_signature_runner("sample")(seed=seeds, temperature=ones)
     assert np.mean(got["images"] != out["images"]) < 1e-3  # the same uniforms as SavedModel
