@@ -155,20 +155,6 @@ def staged(targets, overwrite=False, root=None, journal=None):
 # ------------------------------------------------------------ the journaled swap
 
 
-def _fsync_dir(path):
-    """Makes the renames inside `path` durable (where the platform allows it)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _rel(path, base):
     return os.path.relpath(path, base)
 
@@ -209,9 +195,9 @@ def _finish(entries, journal):
         if aside is not None:
             remove(aside.parent)
         remove(source.parent)
-        _fsync_dir(target.parent)
+        _util.fsync_path(target.parent)
     journal.unlink(missing_ok=True)
-    _fsync_dir(journal.parent)
+    _util.fsync_path(journal.parent)
 
 
 def _read_journal(journal):

@@ -76,7 +76,7 @@ def atomic_write_bytes(path, data):
         except FileNotFoundError:
             pass
         raise
-    _fsync_dir(path.parent)
+    fsync_path(path.parent)
 
 
 def atomic_write_text(path, text):
@@ -90,8 +90,9 @@ def atomic_write_json(path, obj, finite=False):
     atomic_write_text(path, text)
 
 
-def _fsync_dir(path):
-    """Makes a rename inside `path` durable (where the platform allows it)."""
+def fsync_path(path):
+    """Flushes a file, or a folder's entries (a rename inside it), to disk where the platform
+    allows it."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -115,5 +116,5 @@ def first_line(error):
 
 __all__ = [
     "PACKAGES", "jsonable", "versions", "atomic_write_bytes", "atomic_write_text",
-    "atomic_write_json", "first_line",
+    "atomic_write_json", "fsync_path", "first_line",
 ]

@@ -49,26 +49,12 @@ class CorruptBackupError(Exception):
     """Neither the latest state of a backup nor its previous one loads."""
 
 
-def fsync_path(path):
-    """Flushes a file (or a folder's entries) to disk where the platform allows it."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def commit_file(tmp, path):
     """fsync `tmp`, rename it onto `path` (atomic on one file system), fsync the folder."""
-    fsync_path(tmp)
+    _util.fsync_path(tmp)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's files are private; others' are not
     os.replace(tmp, path)
-    fsync_path(pathlib.Path(path).parent)
+    _util.fsync_path(pathlib.Path(path).parent)
 
 
 def _umask():
@@ -255,7 +241,7 @@ def save_keras(model, path):
 
 
 __all__ = [
-    "METADATA", "LEGACY_WEIGHTS", "CorruptBackupError", "fsync_path", "commit_file",
+    "METADATA", "LEGACY_WEIGHTS", "CorruptBackupError", "commit_file",
     "weights_name", "read_metadata", "read_metadata_file", "save", "remove_leftovers",
     "is_leftover",
     "restore", "RunBackup", "BestModel", "save_keras",

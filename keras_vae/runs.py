@@ -241,7 +241,7 @@ def replace(run_dir):
         raise RunFolderError(f"--out {run_dir} exists and is not a keras-vae run folder")
     aside = run_dir.with_name(f".{run_dir.name}.replaced-{os.getpid()}-{time.time_ns()}")
     os.rename(run_dir, aside)
-    backup.fsync_path(run_dir.parent)
+    _util.fsync_path(run_dir.parent)
     shutil.rmtree(aside, ignore_errors=True)
 
 

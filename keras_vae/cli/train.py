@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 
-from keras_vae import _util, backup, class_pictures, data, names, objectives, plotting, runs
+from keras_vae import _util, class_pictures, data, names, objectives, plotting, runs
 from keras_vae._backend import keras, tf
 from keras_vae.cli import _common, _options
 from keras_vae.cli._errors import EXIT_OK, CommandFailed, Interrupted, UsageError
@@ -118,12 +118,12 @@ def _pictures(model, run_dir, pictures_of, seed):
     draw = class_pictures if model.is_conditional else plotting
     written = draw.run_pictures(model, *pictures_of, runs.read_history(run_dir), stage, seed)
     for path in stage.iterdir():
-        backup.fsync_path(path)
+        _util.fsync_path(path)
     aside = run_dir / f".pictures-{os.getpid()}-old"
     if final.exists():
         os.rename(final, aside)
     os.rename(stage, final)
-    backup.fsync_path(run_dir)
+    _util.fsync_path(run_dir)
     shutil.rmtree(aside, ignore_errors=True)
     return {name: str(final / pathlib.Path(path).relative_to(stage))
             for name, path in written.items()}
