@@ -79,6 +79,17 @@ def atomic_write_bytes(path, data):
     fsync_path(path.parent)
 
 
+def atomic_write_npy(path, array):
+    """`atomic_write_bytes` of `np.save`'s bytes of `array`."""
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(array), allow_pickle=False)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
 def atomic_write_text(path, text):
     """`atomic_write_bytes` of UTF-8 text."""
     atomic_write_bytes(path, text.encode("utf-8"))
@@ -115,6 +126,6 @@ def first_line(error):
 
 
 __all__ = [
-    "PACKAGES", "jsonable", "versions", "atomic_write_bytes", "atomic_write_text",
+    "PACKAGES", "jsonable", "versions", "atomic_write_bytes", "atomic_write_npy", "atomic_write_text",
     "atomic_write_json", "fsync_path", "first_line",
 ]

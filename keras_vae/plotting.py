@@ -16,6 +16,7 @@ padding p is (C * (W * s + p) + p) wide and (R * (H * s + p) + p) high, plus
 `label_width` on the left when rows are labelled (see `grid_size`).
 """
 
+import io
 import math
 import os
 
@@ -45,12 +46,12 @@ def _text_size(draw, text, font):
 
 
 def _save(image, path):
+    """Writes `image` as a PNG at `path` (atomically: a failure leaves the old file)."""
+    from keras_vae import _util
     if path is not None:
-        path = os.fspath(path)
-        directory = os.path.dirname(path)
-        if directory:
-            os.makedirs(directory, exist_ok=True)
-        image.save(path, format="PNG")
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        _util.atomic_write_bytes(path, buffer.getvalue())
     return image
 
 

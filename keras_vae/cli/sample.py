@@ -73,7 +73,7 @@ def run(args):
     out = pathlib.Path(args.out or run_dir / "pictures" / f"sample_T{t:g}_seed{seed}{tag}.png")
     image = plotting.image_grid(images, ncols=args.ncols, scale=args.scale, path=out)
     if args.npy:
-        np.save(args.npy, images)
+        _util.atomic_write_npy(args.npy, images)
     _common.say(f"keras-vae: {n} samples at temperature {t:g} (seed {seed}) -> {out} "
                 f"({image.size[0]}x{image.size[1]})")
     return EXIT_OK
@@ -98,7 +98,7 @@ def _class_rows(model, run_dir, args):
     out = pathlib.Path(args.out or run_dir / "pictures" / f"sample_T{t:g}_seed{seed}_classes.png")
     image = class_pictures.class_grid(model, per_class, t, seed, path=out)
     if args.npy:
-        np.save(args.npy, np.stack([np.asarray(model.sample(per_class, temperature=t, seed=seed,
+        _util.atomic_write_npy(args.npy, np.stack([np.asarray(model.sample(per_class, temperature=t, seed=seed,
                                                             labels=c), "float32")
                                     for c in range(model.num_classes)]))
     _common.say(f"keras-vae: {per_class} samples of each of {model.num_classes} classes at "
