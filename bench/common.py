@@ -36,8 +36,15 @@ def seed_keras_home():
 
 
 def setup_environment(device="cpu", threads=None):
-    """Environment variables that must be set before TF / torch are imported."""
+    """Environment variables that must be set before TF / torch are imported.
+
+    `threads`: TF's intra- and inter-op pools and OpenMP (oneDNN, torch) get that many
+    threads (None: the libraries' defaults).
+    """
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    if threads is not None:
+        for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
+            os.environ[name] = str(int(threads))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = ""  # the same code, pinned to the CPU
