@@ -1,7 +1,8 @@
 """The keras_vae benchmark suite: one command, a table, bench/results.json and bench/results.md.
 
-    python bench/run.py                  # every part, full size (~35 min on 2 CPU cores)
-    python bench/run.py --quick          # every part, small (a smoke run, a few minutes)
+    python bench/run.py                  # the speed suite of issue 12 (train tfp eval export)
+    python bench/run.py --quick          # the same, small (a smoke run, a few minutes)
+    python bench/run.py --parts all      # every part (the curve alone takes ~50 min)
     python bench/run.py --parts train tfp
     python bench/run.py --device gpu --precision mixed_float16   # on a GPU machine
 
@@ -10,8 +11,11 @@ tfp (TFP overhead), eval (k=5000 test log-likelihood: time, peak RSS), export
 (SavedModel / ONNX fp32 / ONNX int8 / TFLite latency and sizes), quality (test NLL
 at an equal budget vs PyTorch and the IWAE paper), pixels (Fashion-MNIST 8-bit bits/dim
 of the conv8 VAE beside a per-pixel histogram and the uniform 8 bits/dim), flows (IAF vs
-diagonal q(z|x) at an equal budget, AIS vs IS k=5000, the BDMC gap). PyTorch is needed for train and
-quality only (`pip install torch`); it is not a dependency of keras_vae.
+diagonal q(z|x) at an equal budget, AIS vs IS k=5000, the BDMC gap), uses (clustering, linear
+probe, class-conditional samples on full MNIST), curve (test NLL against seconds of training,
+keras_vae vs PyTorch: bench/learning_curve.py). The default suite's table also shows the
+recorded learning curve (bench/learning_curve.json, with its own date). PyTorch is needed for
+train, quality and curve only (`pip install torch`); it is not a dependency of keras_vae.
 
 Each part runs in its own Python process (its peak RSS is its own); the parent
 records the date, the machine, the versions and the load average before and after.
@@ -19,7 +23,6 @@ records the date, the machine, the versions and the load average before and afte
 
 import argparse
 import json
-import os
 import pathlib
 import subprocess
 import sys
@@ -29,15 +32,17 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 
-PARTS = ("train", "tfp", "eval", "export", "quality", "pixels", "flows", "uses")
+PARTS = ("train", "tfp", "eval", "export", "quality", "pixels", "flows", "uses", "curve")
+DEFAULT_PARTS = ("train", "tfp", "eval", "export")
 
 
 def parser():
     p = argparse.ArgumentParser(prog="python bench/run.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
-    p.add_argument("--parts", nargs="+", default=list(PARTS),
-                   help=f"parts to run, from {PARTS} (space or comma separated)")
+    p.add_argument("--parts", nargs="+", default=list(DEFAULT_PARTS),
+                   help=f"parts to run, from {PARTS} or 'all' (space or comma separated; "
+                        f"default: {' '.join(DEFAULT_PARTS)})")
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
                    help="cpu hides any GPU (CUDA_VISIBLE_DEVICES=''); gpu lets TF and torch "
                         "use the first GPU")
@@ -69,6 +74,8 @@ def parser():
 
 def _normalize_parts(parts):
     names = [n.strip() for item in parts for n in item.split(",") if n.strip()]
+    if "all" in names:
+        return list(PARTS)
     for name in names:
         if name not in PARTS:
             raise SystemExit(f"unknown part {name!r}; choose from {PARTS}")
@@ -137,7 +144,7 @@ def markdown(results):
     head = (
         f"Benchmarks of {results['date']} on {m['cores']} cores of an {m['cpu_model']}, "
         f"{m['memory_gib']} GiB, {'GPU ' + m['gpu'] if m['gpu'] else 'no GPU'} "
-        f"(`python bench/run.py{' --quick' if results['quick'] else ''}`, "
+        f"(`{results['command'].strip()}`, "
         f"{results['wall_s'] / 60:.0f} min; 1-minute load average {results['load_average_start'][0]} "
         f"at the start, {results['load_average_end'][0]} at the end, the suite's own work "
         f"included: on a shared machine, ratios measured back to back are the figures to read). "
@@ -146,6 +153,14 @@ def markdown(results):
         "back-to-back (interleaved) pairs.\n\n"
     )
     return head + table(results) + "\n"
+
+
+def _add_recorded_curve(results, parts, quick):
+    """The default suite's table shows the recorded learning curve (its own run and date)."""
+    import part_curve
+
+    if "curve" not in parts and not quick and part_curve.RECORDED.exists():
+        results["parts"]["curve"] = part_curve.load()
 
 
 def main(argv=None):
@@ -198,6 +213,7 @@ def main(argv=None):
         common.log(f"part {name}: done in {time.perf_counter() - t0:.0f} s")
     results["wall_s"] = round(time.perf_counter() - start, 1)
     results["load_average_end"] = common.load_average()
+    _add_recorded_curve(results, parts, args.quick)
     common.write_json(args.out, results)
     text = markdown(results)
     pathlib.Path(args.markdown).write_text(text)
