@@ -155,6 +155,8 @@ def log_responsibilities(model, x, batch_size=500, method="expected"):
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
     log_pi, mu, sigma = mixture_components(model)
+    if hasattr(model, "categorical_log_probs"):  # a categorical latent: q(y|x) itself (GMVAE)
+        return model.categorical_log_probs(x, batch_size)
     x = np.asarray(x)
     model.validate_inputs(x, "x")
     out = []
@@ -200,7 +202,8 @@ def clustering(model, x, labels, batch_size=500, method="expected"):
         raise ValueError(f"labels must have one entry per example: {len(labels)} labels for "
                          f"{len(x)} examples.")
     assignments = assign(model, x, batch_size, method)
-    return score(assignments, labels, f"mixture prior ({method})",
+    kind = "q(y|x)" if hasattr(model, "categorical_log_probs") else f"mixture prior ({method})"
+    return score(assignments, labels, kind,
                  num_clusters=len(mixture_components(model)[0]))
 
 
@@ -276,7 +279,8 @@ def initialize_mixture(model, x, seed=0, n_init=4, batch_size=500, min_std=0.05)
     std = np.maximum(std, float(min_std)) - prior.min_scale
     prior.loc.assign(result.centers.astype("float32"))
     prior.raw_scale.assign(np.log(np.expm1(std)).astype("float32"))  # softplus^-1
-    prior.logits.assign(np.log(np.maximum(counts, 1) / len(means)).astype("float32"))
+    if getattr(prior, "learn_weights", True):  # a uniform p(y) stays uniform
+        prior.logits.assign(np.log(np.maximum(counts, 1) / len(means)).astype("float32"))
     return result
 
 
