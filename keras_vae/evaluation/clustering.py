@@ -21,6 +21,9 @@ argmax_c q(c|x) (method="expected", the default), or the responsibility p(c|z) a
 z = m(x) (method="mean": the same without the s_j^2 term). VaDE (Jiang et al., 2017)
 uses this assignment.
 
+A model with a categorical latent (`keras_vae.GaussianMixtureVAE`, the GMVAE) has its own
+q(y|x): `log_responsibilities` and `assign` return log q(y|x) and argmax_y q(y|x) for it.
+
 `clustering(model, x, labels)` scores the assignment with the unsupervised accuracy
 (best one-to-one matching, Hungarian), NMI and ARI (`matching`); the baselines are
 k-means (`kmeans`) on the raw pixels (`kmeans_pixels`) and on the latent means of
