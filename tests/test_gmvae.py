@@ -164,6 +164,13 @@ def test_cluster_save_load_sample_decode_and_errors(tmp_path):
     assert model.sample(6, seed=1).shape == (6, D)
     assert model.reconstruct(x[:2], sample=True, seed=1).shape == (2, D)
     assert model.decode(x[:3, :LATENT]).mean().shape == (3, D)
+    uniform = GaussianMixtureVAE(num_components=C, latent_dim=2, event_shape=(D,),
+                                 likelihood="gaussian", learn_prior_weights=False)
+    assert not uniform.prior.logits.trainable
+    clustering.initialize_mixture(uniform, x)  # places the components, keeps p(y) uniform
+    np.testing.assert_array_equal(np.asarray(uniform.prior.logits), np.zeros(C))
+    uniform.save(tmp_path / "uniform.keras")
+    assert not keras.saving.load_model(tmp_path / "uniform.keras").prior.logits.trainable
     with pytest.raises(ValueError, match="GaussianMixtureVAE"):
         keras_vae.VAE(latent_dim=2, event_shape=(D,), posterior="gmvae")
     with pytest.raises(ValueError, match="trains the ELBO"):
