@@ -23,12 +23,14 @@ from keras_vae import flows, made  # noqa: E402  (flow posteriors, MADE)
 from keras_vae.baselines import PCA, Autoencoder
 from keras_vae.hierarchical import HierarchicalVAE
 from keras_vae.model import VAE
+from keras_vae import gmvae  # noqa: E402  (the categorical-latent GMVAE, its 'gmvae' posterior)
+from keras_vae.gmvae import GaussianMixtureVAE
 from keras_vae.objectives import CIWAE, ELBO, IWAE, MIWAE, PIWAE
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "VAE", "HierarchicalVAE", "PCA", "Autoencoder",
+    "VAE", "HierarchicalVAE", "GaussianMixtureVAE", "gmvae", "PCA", "Autoencoder",
     "ELBO", "IWAE", "MIWAE", "PIWAE", "CIWAE",
     "baselines", "comparison", "data", "evaluation", "hierarchical", "likelihoods", "names",
     "networks", "objectives", "posteriors", "priors", "flows", "made",

@@ -125,16 +125,20 @@ class MixtureOfGaussiansPrior(Prior):
 
     KL(q || p) has no closed form: the model falls back to Monte-Carlo KL.
     Locations start spread as N(0, I) draws so components do not coincide.
+    With `learn_weights=False` the weights stay uniform (pi_c = 1/C; GMVAE's p(y)).
     """
 
-    def __init__(self, latent_dim, num_components=10, min_scale=1e-3, **kwargs):
+    def __init__(self, latent_dim, num_components=10, min_scale=1e-3, learn_weights=True,
+                 **kwargs):
         super().__init__(latent_dim, **kwargs)
         self.num_components = int(num_components)
         self.min_scale = float(min_scale)
+        self.learn_weights = bool(learn_weights)
 
     def build(self, input_shape=None):
         c, d = self.num_components, self.latent_dim
-        self.logits = self.add_weight(shape=(c,), initializer="zeros", name="logits")
+        self.logits = self.add_weight(shape=(c,), initializer="zeros", name="logits",
+                                      trainable=self.learn_weights)
         self.loc = self.add_weight(
             shape=(c, d), initializer=keras.initializers.RandomNormal(stddev=1.0), name="loc"
         )
@@ -155,6 +159,8 @@ class MixtureOfGaussiansPrior(Prior):
     def get_config(self):
         config = super().get_config()
         config.update(num_components=self.num_components, min_scale=self.min_scale)
+        if not self.learn_weights:  # (files written before the option load as before)
+            config.update(learn_weights=False)
         return config
 
 

@@ -173,7 +173,10 @@ def _model(config, x_train, resume_from, num_classes=None):
     keras.mixed_precision.set_global_policy(config.precision)
     with STRATEGIES[config.strategy]().scope():
         try:
-            model = VAE(
+            # A posterior that needs its own model (the 'gmvae' head: GaussianMixtureVAE).
+            model_class = getattr(names.POSTERIORS.get(config.posterior), "model_class",
+                                  None) or VAE
+            model = model_class(
                 latent_dim=config.latent_dim, event_shape=x_train.shape[1:],
                 encoder=config.preset, likelihood=config.likelihood, prior=config.prior,
                 posterior=config.posterior,

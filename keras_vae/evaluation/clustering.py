@@ -21,6 +21,9 @@ argmax_c q(c|x) (method="expected", the default), or the responsibility p(c|z) a
 z = m(x) (method="mean": the same without the s_j^2 term). VaDE (Jiang et al., 2017)
 uses this assignment.
 
+A model with a categorical latent (`keras_vae.GaussianMixtureVAE`, the GMVAE) has its own
+q(y|x): `log_responsibilities` and `assign` return log q(y|x) and argmax_y q(y|x) for it.
+
 `clustering(model, x, labels)` scores the assignment with the unsupervised accuracy
 (best one-to-one matching, Hungarian), NMI and ARI (`matching`); the baselines are
 k-means (`kmeans`) on the raw pixels (`kmeans_pixels`) and on the latent means of
@@ -155,6 +158,8 @@ def log_responsibilities(model, x, batch_size=500, method="expected"):
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
     log_pi, mu, sigma = mixture_components(model)
+    if hasattr(model, "categorical_log_probs"):  # a categorical latent: q(y|x) itself (GMVAE)
+        return model.categorical_log_probs(x, batch_size)
     x = np.asarray(x)
     model.validate_inputs(x, "x")
     out = []
@@ -200,7 +205,8 @@ def clustering(model, x, labels, batch_size=500, method="expected"):
         raise ValueError(f"labels must have one entry per example: {len(labels)} labels for "
                          f"{len(x)} examples.")
     assignments = assign(model, x, batch_size, method)
-    return score(assignments, labels, f"mixture prior ({method})",
+    kind = "q(y|x)" if hasattr(model, "categorical_log_probs") else f"mixture prior ({method})"
+    return score(assignments, labels, kind,
                  num_clusters=len(mixture_components(model)[0]))
 
 
@@ -276,7 +282,8 @@ def initialize_mixture(model, x, seed=0, n_init=4, batch_size=500, min_std=0.05)
     std = np.maximum(std, float(min_std)) - prior.min_scale
     prior.loc.assign(result.centers.astype("float32"))
     prior.raw_scale.assign(np.log(np.expm1(std)).astype("float32"))  # softplus^-1
-    prior.logits.assign(np.log(np.maximum(counts, 1) / len(means)).astype("float32"))
+    if getattr(prior, "learn_weights", True):  # a uniform p(y) stays uniform
+        prior.logits.assign(np.log(np.maximum(counts, 1) / len(means)).astype("float32"))
     return result
 
 
