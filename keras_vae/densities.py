@@ -108,16 +108,15 @@ def _flatten_tail(t, ndims, event):
 
 def _flat_event(base, x, ndims):
     """(base copied with flattened parameters, flattened x), or None where it does not apply."""
-    if not ndims or ndims == 1 or not isinstance(base, (Bernoulli, Normal,
-                                                         tfd.ContinuousBernoulli)):
+    names = next((n for cls, n in _TENSOR_PARAMETERS.items() if isinstance(base, cls)), None)
+    if not ndims or ndims == 1 or names is None:
         return None
     x = tf.convert_to_tensor(x, dtype_hint=base.dtype)
     event = x.shape[x.shape.rank - ndims:] if x.shape.rank is not None else None
     if event is None or x.shape.rank < ndims or not event.is_fully_defined():
         return None
     overrides = {}
-    for name in _TENSOR_PARAMETERS.get(type(base).__mro__[1] if type(base) in (
-            Bernoulli, Normal) else type(base), ()):
+    for name in names:
         value = base.parameters.get(name)
         if value is None:
             continue
