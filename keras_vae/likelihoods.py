@@ -3,7 +3,8 @@
 The decoder maps z [N, d] to a tensor of shape [N, *event_shape] (logits or a
 location). A likelihood layer reads it, may add its own parameters (a learned
 scale), and builds a distribution whose event shape is `event_shape`, so
-`log_prob(x)` is one number per example.
+`log_prob(x)` is one number per example. The distributions are
+`densities.FlatIndependent`: the sum over the event runs over one flattened axis.
 """
 
 import numpy as np
@@ -82,7 +83,7 @@ class BernoulliLikelihood(Likelihood):
     support = (0.0, 1.0)
 
     def distribution(self, params):
-        return tfd.Independent(
+        return densities.FlatIndependent(
             densities.Bernoulli(logits=params, dtype="float32"),
             reinterpreted_batch_ndims=self._event_ndims(),
         )
@@ -110,7 +111,7 @@ class ContinuousBernoulliLikelihood(Likelihood):
     support = (0.0, 1.0)
 
     def distribution(self, params):
-        return tfd.Independent(
+        return densities.FlatIndependent(
             tfd.ContinuousBernoulli(logits=params),
             reinterpreted_batch_ndims=self._event_ndims(),
         )
@@ -160,8 +161,8 @@ class GaussianLikelihood(Likelihood):
         return tf.constant(self.scale, "float32")
 
     def distribution(self, params):
-        return tfd.Independent(
-            tfd.Normal(loc=params, scale=self.stddev()),
+        return densities.FlatIndependent(
+            densities.Normal(loc=params, scale=self.stddev()),
             reinterpreted_batch_ndims=self._event_ndims(),
         )
 

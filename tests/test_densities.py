@@ -37,6 +37,34 @@ def test_normal_log_prob_equals_tfp_in_float64():
     np.testing.assert_allclose(kl, 0.5 * (loc**2 + scale**2 - 1) - np.log(scale), rtol=1e-10)
 
 
+@pytest.mark.parametrize("base", ["bernoulli", "normal", "continuous_bernoulli"])
+def test_flat_independent_equals_tfp_independent_in_float64(base):
+    rng = np.random.default_rng(2)
+    params = rng.normal(size=(3, 2, 4, 5, 1)) * 20
+    params[0, 0, :2, :2, 0] = [[50.0, -50.0], [1e-3, -1e-3]]  # extreme and tiny logits
+    p = tf.constant(params)
+    scale = tf.constant(np.exp(rng.normal(size=(4, 5, 1)) * 6))  # ~1e-8 .. 1e8
+    x = rng.random((2, 4, 5, 1))
+    if base == "bernoulli":
+        x = (x < 0.5).astype("float64")
+        fast = densities.FlatIndependent(densities.Bernoulli(logits=p, dtype=tf.float64), 3)
+        ref = tfd.Independent(tfd.Bernoulli(logits=p, dtype=tf.float64), 3)
+    elif base == "normal":
+        fast = densities.FlatIndependent(densities.Normal(p, scale), 3)
+        ref = tfd.Independent(tfd.Normal(p, scale), 3)
+    else:
+        fast = densities.FlatIndependent(tfd.ContinuousBernoulli(logits=p), 3)
+        ref = tfd.Independent(tfd.ContinuousBernoulli(logits=p), 3)
+    assert densities._flat_event(fast.distribution, x, 3) is not None  # the flat path runs
+    got, want = fast.log_prob(x).numpy(), ref.log_prob(x).numpy()
+    assert got.shape == want.shape == (3, 2)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-9)
+    # a shape it does not flatten (x broadcasting inside the event) takes TFP's path
+    np.testing.assert_allclose(fast.log_prob(x[:, :1]).numpy(), ref.log_prob(x[:, :1]).numpy(),
+                               rtol=1e-12)
+    assert fast.event_shape == ref.event_shape and fast.batch_shape == ref.batch_shape
+
+
 def test_standard_normal_is_keras_draw_in_a_graph_and_the_same_under_xla():
     a = keras.random.normal((50, 7), seed=keras.random.SeedGenerator(5)).numpy()
     b = densities.standard_normal((50, 7), seed=keras.random.SeedGenerator(5)).numpy()
