@@ -23,7 +23,7 @@ def test_the_node_and_browser_samplers_use_the_same_settings():
     block = re.search(r"SESSION_OPTIONS = Object\.freeze\(\{(.*?)\}\)", node, re.S).group(1)
     assert "graphOptimizationLevel: 'all'" in block and "executionMode: 'sequential'" in block
     assert "intraOpNumThreads: 1" in block and "interOpNumThreads: 1" in block
-    assert "SESSION_OPTIONS);" in node
+    assert "{ ...SESSION_OPTIONS });" in node
     web = (ROOT / "serving" / "web" / "app.js").read_text()
-    assert web.count("InferenceSession.create(bytes, SESSION_OPTIONS)") == 2
+    assert web.count("InferenceSession.create(bytes, { ...SESSION_OPTIONS })") == 2
     assert "graphOptimizationLevel: 'all'" in web and "numThreads = 1" in web

@@ -127,7 +127,8 @@ export const SESSION_OPTIONS = Object.freeze({
 });
 
 async function session(ort, file) {
-  return ort.InferenceSession.create(new Uint8Array(fs.readFileSync(file)), SESSION_OPTIONS);
+  // a copy: onnxruntime-web writes into the options object it is given
+  return ort.InferenceSession.create(new Uint8Array(fs.readFileSync(file)), { ...SESSION_OPTIONS });
 }
 
 function asJSON(tensor) {
