@@ -3,8 +3,10 @@
 The model is the IWAE paper's net, briefly trained (the time of the estimate does
 not depend on the weights). The test set is binarised once with keras_vae.data's
 fixed seed. `keras_vae.evaluation.log_likelihood(model, x, k=5000)` runs with its
-defaults (batch_size=20, chunk_size=500) on the first N test images (N = 10,000
-unless --eval-examples says otherwise; the extrapolation to 10,000 is stated).
+defaults (batch_size=20, chunk_size=500; log p(x|z) through the fused Bernoulli
+kernel of `keras_vae.evaluation.bernoulli_sums`, which covers this model) on the
+first N test images (N = 10,000 unless --eval-examples says otherwise; the
+extrapolation to 10,000 is stated).
 Peak RSS: the process's (ru_maxrss, which includes TF's runtime and the short
 training) and the peak sampled every 20 ms during the estimate itself.
 """
@@ -49,6 +51,7 @@ def run(args):
     import kfit
     import models
     from keras_vae import data, evaluation
+    from keras_vae.evaluation import bernoulli_sums
 
     n = args.eval_examples or (200 if args.quick else FULL)
     x_train, x_test = common.load_mnist()
@@ -72,7 +75,8 @@ def run(args):
         "protocol": {"k": K, "examples": n, "batch_size": 20, "chunk_size": 500,
                      "model": "IWAE net (784-200-200-50 tanh) after "
                               f"{train_steps} ELBO steps of batch 100",
-                     "test_binarisation": "keras_vae.data.binarize (fixed seed)"},
+                     "test_binarisation": "keras_vae.data.binarize (fixed seed)",
+                     "fused_bernoulli_path": bernoulli_sums.covers(model)},
         "examples": n,
         "wall_s": round(seconds, 1),
         "images_per_s": round(per_s, 2),
@@ -94,7 +98,7 @@ def rows(result):
     peak = result["process_peak_rss_mib"]
     return [
         (f"NLL k=5000, 10,000 test images: wall ({how})", f"{t / 60:.1f} min",
-         f"{result['images_per_s']} img/s", "", "<= 10 min", t <= 600),
+         f"{result['images_per_s']} img/s", "", "<= 3 min", t <= 180),
         ("NLL k=5000: peak RSS (process)", f"{peak / 1024:.2f} GiB",
          f"{result['peak_rss_during_mib'] / 1024:.2f} GiB during the estimate", "", "<= 2 GiB",
          peak <= 2048),

@@ -18,6 +18,7 @@ import functools
 import numpy as np
 
 from keras_vae._backend import keras, tf
+from keras_vae.evaluation import bernoulli_sums
 
 #: The running sums `stream` returns, each float64 [N].
 SUMS = ("lse", "lse2", "sum_log_likelihood", "sum_kl")
@@ -66,14 +67,23 @@ def stream(model, data, k, batch_size, chunk_size, seed, verbose, label, labels=
     return {name: np.concatenate(values) for name, values in parts.items()}
 
 
-def _chunk_function(model, seed_generator):
-    """A tf.function (x, num_samples) -> the four sums of one chunk of samples, [B] each."""
+def _chunk_function(model, seed_generator, fast=None):
+    """A tf.function (x, num_samples) -> the four sums of one chunk of samples, [B] each.
+
+    With `fast` (default: wherever `bernoulli_sums.covers(model)`), log p(x|z) of a
+    Bernoulli model comes from the fused kernel of `bernoulli_sums`; the draws are
+    the same (the model's `_posterior_draws` with the same seed generator).
+    """
+    fast = bernoulli_sums.covers(model) if fast is None else bool(fast)
 
     @tf.function(reduce_retracing=True)
     def chunk(x, num_samples, condition=None):
         given = {} if condition is None else {"condition": condition}
-        terms = model.compute_terms(x, num_samples=num_samples, training=False,
-                                    seed=seed_generator, **given)
+        if fast and condition is None:
+            terms = bernoulli_sums.terms(model, x, num_samples, seed_generator)
+        else:
+            terms = model.compute_terms(x, num_samples=num_samples, training=False,
+                                        seed=seed_generator, **given)
         log_w = terms.log_weights()
         if terms.kl is not None:
             kl = tf.cast(num_samples, "float32") * terms.kl

@@ -117,10 +117,18 @@ function writeAtomic(file, data) {
   }
 }
 
+// The session options of keras_vae.export.runtimes.SESSION_SETTINGS (measured on the
+// batch-1 sampler, bench/ part export): all graph optimisations, one thread, sequential.
+export const SESSION_OPTIONS = Object.freeze({
+  graphOptimizationLevel: 'all',
+  intraOpNumThreads: 1,
+  interOpNumThreads: 1,
+  executionMode: 'sequential',
+});
+
 async function session(ort, file) {
-  return ort.InferenceSession.create(new Uint8Array(fs.readFileSync(file)), {
-    graphOptimizationLevel: 'all',
-  });
+  // a copy: onnxruntime-web writes into the options object it is given
+  return ort.InferenceSession.create(new Uint8Array(fs.readFileSync(file)), { ...SESSION_OPTIONS });
 }
 
 function asJSON(tensor) {

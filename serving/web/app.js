@@ -31,6 +31,12 @@ ort.env.wasm.wasmPaths = new URL('./ort/', location.href).href;
 ort.env.wasm.numThreads = 1; // threads need cross-origin isolation (COOP/COEP headers)
 ort.env.wasm.proxy = false;
 
+// keras_vae.export.runtimes.SESSION_SETTINGS, in onnxruntime-web's words (wasm, one thread);
+// passed as a copy: onnxruntime-web writes into the options object it is given.
+const SESSION_OPTIONS = Object.freeze({
+  executionProviders: ['wasm'], graphOptimizationLevel: 'all', executionMode: 'sequential',
+});
+
 let manifest = null;
 const sessions = new Map();
 let busy = Promise.resolve();
@@ -49,7 +55,7 @@ async function getSession(file) {
     const response = await fetch(url);
     if (!response.ok) throw new Error(`GET ${url}: HTTP ${response.status}`);
     const bytes = new Uint8Array(await response.arrayBuffer());
-    sessions.set(file, await ort.InferenceSession.create(bytes, { executionProviders: ['wasm'] }));
+    sessions.set(file, await ort.InferenceSession.create(bytes, { ...SESSION_OPTIONS }));
   }
   return sessions.get(file);
 }
@@ -78,7 +84,7 @@ kvae.decode = async (z, labels = null) => {
     const response = await fetch(url);
     if (!response.ok) throw new Error(`GET ${url}: HTTP ${response.status}`);
     const bytes = new Uint8Array(await response.arrayBuffer());
-    sessions.set('decoder', await ort.InferenceSession.create(bytes, { executionProviders: ['wasm'] }));
+    sessions.set('decoder', await ort.InferenceSession.create(bytes, { ...SESSION_OPTIONS }));
   }
   const d = z[0].length;
   const feeds = { [decoderInput(manifest)]: new ort.Tensor('float32', Float32Array.from(z.flat()), [z.length, d]) };
