@@ -16,7 +16,6 @@ blocks of calls (interleaved) so a change in machine load hits all of them; p50 
 p99 over all calls, in microseconds.
 """
 
-import os
 import pathlib
 import shutil
 import tempfile

@@ -28,7 +28,6 @@ VAE, and test digits by cluster of the VaDE-start recipe (its first seed).
 """
 
 import io
-import pathlib
 import time
 
 import numpy as np

@@ -21,7 +21,7 @@ import keras_vae
 from keras_vae import densities, evaluation, objectives, priors
 from keras_vae._backend import keras
 from keras_vae.evaluation import clustering
-from keras_vae.gmvae import GaussianMixturePosterior, GaussianMixtureVAE
+from keras_vae.gmvae import GaussianMixtureVAE
 from keras_vae.likelihoods import GaussianLikelihood
 
 D, LATENT, C = 4, 2, 3
