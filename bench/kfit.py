@@ -1,4 +1,9 @@
-"""Feeding and timing keras_vae training the way a user would: `model.fit` on a tf.data pipeline."""
+"""Feeding and timing keras_vae training the way a user would: `model.fit` on arrays or tf.data.
+
+`fit_array_steps` is the library's default path (plain `model.fit(x, batch_size=B)`: the
+batches are gathered inside the compiled step, `keras_vae.batches`); `index_dataset` +
+`fit_steps` feed a tf.data pipeline (the other parts' way, and the old default).
+"""
 
 import time
 
@@ -45,11 +50,32 @@ LAST_CPU_SECONDS = [0.0]
 def fit_steps(model, ds, steps):
     """Runs `steps` optimizer steps through model.fit; returns the wall seconds of the call.
 
-    The process CPU time of the call (all threads) is left in LAST_CPU_SECONDS[0].
+    `steps` should be a multiple of the model's steps_per_execution: Keras runs whole
+    executions on an endless dataset. The process CPU time of the call (all threads)
+    is left in LAST_CPU_SECONDS[0].
     """
     cpu = time.process_time()
     start = time.perf_counter()
     model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
+    wall = time.perf_counter() - start
+    LAST_CPU_SECONDS[0] = time.process_time() - cpu
+    return wall
+
+
+def array_part(x, batch_size, steps):
+    """The first steps * batch_size rows of x: one epoch of `steps` steps (keep the object:
+    the same array gives the same in-step batches, and so no new trace, on every call)."""
+    return x[: steps * batch_size]
+
+
+def fit_array_steps(model, part, batch_size):
+    """model.fit(part, batch_size=...): one epoch of the library's default (in-step) path.
+
+    Returns the wall seconds of the call; its CPU seconds go to LAST_CPU_SECONDS[0].
+    """
+    cpu = time.process_time()
+    start = time.perf_counter()
+    model.fit(part, batch_size=batch_size, epochs=1, verbose=0)
     wall = time.perf_counter() - start
     LAST_CPU_SECONDS[0] = time.process_time() - cpu
     return wall
