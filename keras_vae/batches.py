@@ -74,7 +74,7 @@ class Batches:
         self.shuffle, self.dynamic, self.drop_remainder = bool(shuffle), bool(dynamic), \
             bool(drop_remainder)
         self.steps = n // self.batch_size if drop_remainder else -(-n // self.batch_size)
-        self._held = None
+        self._held = self._dataset = None
 
     def bind(self, strategy=None):
         """Creates the tensors and variables the step reads (once), under `strategy`'s scope."""
@@ -98,9 +98,11 @@ class Batches:
 
     def dataset(self):
         """One epoch of elements {POSITIONS: int64 [b]}, b = B (the last one maybe shorter)."""
-        positions = tf.data.Dataset.range(len(self.x)).batch(
-            self.batch_size, drop_remainder=self.drop_remainder)
-        return positions.map(lambda p: {POSITIONS: p}).prefetch(2)
+        if getattr(self, "_dataset", None) is None:
+            positions = tf.data.Dataset.range(len(self.x)).batch(
+                self.batch_size, drop_remainder=self.drop_remainder)
+            self._dataset = positions.map(lambda p: {POSITIONS: p}).prefetch(2)
+        return self._dataset
 
     def batch(self, positions):
         """In the step: the batch x (or (x, y)) at `positions` of the current epoch's order."""
