@@ -7,8 +7,9 @@ The IWAE paper's net (784-200-200-50, tanh), IWAE k=5, batch 20, dynamically bin
 MNIST (the 60,000 training images), Adam(1e-3, epsilon=1e-4), both from the same kind of
 initialisation (Glorot, output bias at the logit of the mean pixel). keras_vae trains with
 its defaults: `model.compile(optimizer=...)` and `model.fit` on `batches.Batches`
-(dynamic binarisation in-step). The PyTorch reference (bench/curve_torch.py, its own process) trains the same
-net in the loop of torch_reference.py, each slice with its faster thread count.
+(dynamic binarisation in-step). The PyTorch reference (bench/curve_torch.py, its own
+process) trains the same net in the loop of torch_reference.py, each slice with its
+faster thread count.
 
 The two take turns: keras_vae trains until its training clock reaches the next checkpoint,
 then PyTorch does the same; at each checkpoint each model's test NLL is estimated with
