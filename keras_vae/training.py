@@ -45,7 +45,12 @@ def compile_defaults(args, kwargs):
     """
     kwargs = dict(kwargs)
     if len(args) < 7:
-        kwargs.setdefault("steps_per_execution", DEFAULT_STEPS_PER_EXECUTION)
+        # Keras 3.15's multi-step loop fails on a multi-worker distributed iterator
+        # (InvalidArgumentError in while/cond): one step per call there.
+        multiworker = isinstance(tf.distribute.get_strategy(),
+                                 tf.distribute.MultiWorkerMirroredStrategy)
+        kwargs.setdefault("steps_per_execution", 1 if multiworker else
+                          DEFAULT_STEPS_PER_EXECUTION)
     return kwargs
 
 
