@@ -1,4 +1,9 @@
-"""Feeding and timing keras_vae training the way a user would: `model.fit` on a tf.data pipeline."""
+"""Feeding and timing keras_vae training the way a user would: `model.fit` on arrays or tf.data.
+
+`fit_array_steps` is the library's default path (plain `model.fit(x, batch_size=B)`: the
+batches are gathered inside the compiled step, `keras_vae.batches`); `index_dataset` +
+`fit_steps` feed a tf.data pipeline (the other parts' way, and the old default).
+"""
 
 import time
 
@@ -45,7 +50,9 @@ LAST_CPU_SECONDS = [0.0]
 def fit_steps(model, ds, steps):
     """Runs `steps` optimizer steps through model.fit; returns the wall seconds of the call.
 
-    The process CPU time of the call (all threads) is left in LAST_CPU_SECONDS[0].
+    `steps` should be a multiple of the model's steps_per_execution: Keras runs whole
+    executions on an endless dataset. The process CPU time of the call (all threads)
+    is left in LAST_CPU_SECONDS[0].
     """
     cpu = time.process_time()
     start = time.perf_counter()
@@ -53,3 +60,44 @@ def fit_steps(model, ds, steps):
     wall = time.perf_counter() - start
     LAST_CPU_SECONDS[0] = time.process_time() - cpu
     return wall
+
+
+def array_part(x, batch_size, steps):
+    """The first steps * batch_size rows of x: one epoch of `steps` steps (keep the object:
+    the same array gives the same in-step batches, and so no new trace, on every call)."""
+    return x[: steps * batch_size]
+
+
+class EpochClock:
+    """A Keras callback: wall and CPU seconds of each epoch (on_epoch_begin to on_epoch_end)."""
+
+    def __new__(cls):
+        class _Clock(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                self.start = (time.perf_counter(), time.process_time())
+
+            def on_epoch_end(self, epoch, logs=None):
+                self.wall = time.perf_counter() - self.start[0]
+                self.cpu = time.process_time() - self.start[1]
+
+        return _Clock()
+
+
+#: fit_array_steps's last call: the whole call's wall seconds (fit's one-off setup included).
+LAST_CALL_SECONDS = [0.0]
+
+
+def fit_array_steps(model, part, batch_size):
+    """model.fit(part, batch_size=...): one epoch of the library's default (in-step) path.
+
+    Returns the wall seconds of the epoch (from its start to its end, the per-epoch
+    work included, `fit`'s one-off setup of the call not: a training run pays that
+    once, not once per epoch); its CPU seconds go to LAST_CPU_SECONDS[0], the whole
+    call's wall seconds to LAST_CALL_SECONDS[0].
+    """
+    clock = EpochClock()
+    start = time.perf_counter()
+    model.fit(part, batch_size=batch_size, epochs=1, verbose=0, callbacks=[clock])
+    LAST_CALL_SECONDS[0] = time.perf_counter() - start
+    LAST_CPU_SECONDS[0] = clock.cpu
+    return clock.wall

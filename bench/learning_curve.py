@@ -7,9 +7,10 @@
 The IWAE paper's net (784-200-200-50, tanh), IWAE k=5, batch 20, dynamically binarised
 MNIST (the 60,000 training images), Adam(1e-3, epsilon=1e-4), both from the same kind of
 initialisation (Glorot, output bias at the logit of the mean pixel). keras_vae trains with
-its defaults: `model.compile(optimizer=...)` and `model.fit` on `data.training_stream`
-(dynamic). The PyTorch reference (bench/curve_torch.py, its own process) trains the same
-net in the loop of torch_reference.py, each slice with its faster thread count.
+its defaults: `model.compile(optimizer=...)` and `model.fit` on `batches.Batches`
+(dynamic binarisation in-step). The PyTorch reference (bench/curve_torch.py, its own
+process) trains the same net in the loop of torch_reference.py, each slice with its
+faster thread count.
 
 The clock (--clock cpu, the default) is each process's CPU time, with one thread on each
 side (TF's pools and torch): on a machine other work shares, a contender whose core is
@@ -66,18 +67,22 @@ def keras_side(x_train, seed):
 
 
 def keras_train(model, x_train, seconds, epoch, seed, clock=time.perf_counter):
-    from keras_vae import data
+    from keras_vae import batches
 
-    stream, steps = data.training_stream(x_train, 20, seed, epoch, epoch + 100, dynamic=True)
+    # The library's path for dynamic binarisation: in-step batches (keras_vae.batches).
+    source = _SOURCES.get(seed) or _SOURCES.setdefault(
+        seed, batches.Batches(x_train, 20, seed, dynamic=True, drop_remainder=True))
     before = int(model.optimizer.iterations.numpy())
     cpu, start, begin = time.process_time(), time.perf_counter(), clock()
-    model.fit(stream, epochs=1, steps_per_epoch=steps * 100, verbose=0,
+    model.fit(source, initial_epoch=epoch, epochs=epoch + 100, verbose=0,
               callbacks=[TimeLimit(seconds, clock)])
     wall = time.perf_counter() - start
     done = int(model.optimizer.iterations.numpy()) - before
     return {"wall_s": wall, "cpu_s": time.process_time() - cpu, "clock_s": clock() - begin,
-            "steps": done,
-            "epochs_used": -(-done // steps)}
+            "steps": done, "epochs_used": -(-done // source.steps)}
+
+
+_SOURCES = {}
 
 
 def call(proc, **msg):
@@ -165,7 +170,7 @@ def main(argv=None):
                                    "test images (keras_vae.data.binarize)",
                            "minutes_each": args.minutes, "checkpoints_s": checkpoints,
                            "keras_vae": "model.compile(optimizer) defaults + model.fit on "
-                                        "data.training_stream(dynamic=True)",
+                                        "batches.Batches(dynamic=True)",
                            "alternation": "each trains to the next checkpoint in turn",
                            "clock": ("process CPU seconds, one thread each" if args.clock == "cpu"
                                      else "wall seconds, each side's faster thread count")}}

@@ -29,7 +29,7 @@ condition vector c(y) [B, c] and log w_s = log p(x|z_s, y) + log p(z_s|y) - log 
 """
 
 from keras_vae import likelihoods as likelihoods_lib
-from keras_vae import conditioning, divergences, generation, names, networks, validation
+from keras_vae import batches, conditioning, divergences, generation, names, networks, validation
 from keras_vae import training as training_lib
 from keras_vae import objectives as objectives_lib
 from keras_vae import posteriors as posteriors_lib
@@ -294,7 +294,7 @@ class VAE(conditioning.ConditionMixin, generation.GenerationMixin, keras.Model):
         return training_lib.kl_weight_schedule(step, self.beta, self.warmup_steps)
 
     def train_step(self, data):
-        x, condition = conditioning.unpack(self, data)
+        x, condition = conditioning.unpack(self, batches.resolve(self, data))
         variables = self.trainable_variables
         with tf.GradientTape(persistent=training_lib.needs_persistent_tape(self)) as tape:
             terms = self.compute_terms(x, training=True, condition=condition)
@@ -307,7 +307,8 @@ class VAE(conditioning.ConditionMixin, generation.GenerationMixin, keras.Model):
         grads = training_lib.gradients(tape, decoder_scaled, encoder_scaled, variables,
                                    self._split_variables())
         del tape
-        training_lib.apply_if_finite(self.optimizer, self.nonfinite_steps, loss, grads, variables)
+        training_lib.apply_if_finite(self.optimizer, self.nonfinite_steps, loss, grads, variables,
+                                     training_lib.NonFiniteHalt.of(self))
         return self._update_metrics(terms, decoder_value)
 
     def test_step(self, data):
@@ -324,18 +325,21 @@ class VAE(conditioning.ConditionMixin, generation.GenerationMixin, keras.Model):
     compile_from_config = training_lib.compile_from_config
 
     def fit(self, x=None, y=None, *args, callbacks=None, validation_data=None, **kwargs):
-        """`keras.Model.fit`, after checking the data and with the non-finite guard.
+        """`keras.Model.fit`, after checking the data, with the non-finite guard, batches in-step.
 
-        The data are checked (shape, dtype, NaN/Inf, the likelihood's support)
-        before the first step; a non-finite loss stops training with a message,
-        keeping the weights of the last finite step.
+        The data are checked first; a non-finite step stops training with the last finite
+        step's weights; arrays and `batches.Batches` are gathered in-step (`keras_vae.batches`).
         """
-        self.validate_inputs(x, "x")
+        given = (x.x, x.y) if isinstance(x, batches.Batches) else (x, y)
+        self.validate_inputs(given[0], "x")
         self.validate_inputs(validation_data, "validation_data")
-        conditioning.check_data(self, x, y, "x")
+        conditioning.check_data(self, *given, "x")
         conditioning.check_data(self, validation_data, None, "validation_data")
-        callbacks = list(callbacks or [])
-        callbacks.append(StopOnNonFiniteLoss())
+        callbacks = list(callbacks or []) + [StopOnNonFiniteLoss()]
+        source = x if isinstance(x, batches.Batches) else (
+            None if args else batches.from_fit_arguments(self, x, y, kwargs))
+        if source is not None:
+            (x, callbacks, kwargs), y = batches.fit_arguments(self, source, callbacks, kwargs), None
         return super().fit(x, y, *args, callbacks=callbacks, validation_data=validation_data,
                            **kwargs)
 

@@ -96,7 +96,9 @@ def train(model, dataset):
         def on_train_batch_end(self, batch, logs=None):
             losses.append(float(np.ravel(np.asarray(logs["loss"]))[0]))
 
-    model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE), jit_compile=False)
+    # One step per execution: the losses are recorded per step (callbacks run per call).
+    model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE), jit_compile=False,
+                  steps_per_execution=1)
     model.fit(dataset, epochs=1, steps_per_epoch=STEPS, verbose=0, callbacks=[Record()])
     return losses
 

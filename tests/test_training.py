@@ -238,3 +238,35 @@ def test_training_helpers_and_their_old_names():
     assert sum(mask) == encoder_side and mask == vae._split_variables()
     assert training.metric_names(vae.objective) == ["loss", "elbo", "reconstruction", "kl",
                                                     "iwae_4", "miwae"]
+
+
+@pytest.mark.parametrize("bad_step", [0, 4, 9])
+def test_a_nan_inside_an_execution_freezes_the_weights_at_the_step_before(bad_step):
+    """A NaN batch at step s of an execution of 10 steps: the weights end exactly as
+    after steps 0..s-1 alone, though the callbacks only run after the 10th step."""
+    rng = np.random.default_rng(0)
+    x = (rng.random((80, 4, 4, 1)) < 0.3).astype("float32")
+
+    def make():
+        keras.utils.set_random_seed(0)
+        model = keras_vae.VAE(encoder="mlp", latent_dim=2, event_shape=(4, 4, 1), seed=0)
+        model.compile(optimizer="adam", steps_per_execution=10)
+        return model
+
+    bad = x.copy()
+    bad[bad_step * 8 + 3, 1, 2, 0] = np.nan  # one pixel of batch `bad_step`; the first
+    poisoned, clean = make(), make()         # batch is checked by fit, so s = 0 goes in raw
+    data = tf.data.Dataset.from_tensor_slices(bad).batch(8)
+    with pytest.warns(RuntimeWarning, match=f"at batch {bad_step} of epoch 1 "):
+        if bad_step == 0:
+            keras.Model.fit(poisoned, data, epochs=2, verbose=0,
+                            callbacks=[keras_vae.training.StopOnNonFiniteLoss()])
+        else:
+            poisoned.fit(data, epochs=2, verbose=0)
+    if bad_step:
+        clean.fit(tf.data.Dataset.from_tensor_slices(x[: bad_step * 8]).batch(8), verbose=0)
+    assert int(poisoned.optimizer.iterations) == int(clean.optimizer.iterations) == bad_step
+    assert int(poisoned.nonfinite_steps.numpy()) == 1
+    for a, b in zip(poisoned.weights, clean.weights):
+        if "nonfinite" not in a.path:
+            np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)

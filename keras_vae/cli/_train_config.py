@@ -41,7 +41,7 @@ class TrainConfig:
     learning_rate: float = 1e-3
     seed: int = None
     jit: bool = None  # Keras's "auto" (XLA): bench/ measured it the faster on CPU (issue 12)
-    steps_per_execution: int = 1  # = training.DEFAULT_STEPS_PER_EXECUTION
+    steps_per_execution: int = None  # the library's: training.DEFAULT_STEPS_PER_EXECUTION
     precision: str = "float32"
     strategy: str = "default"
     early_stopping: int = None

@@ -19,7 +19,8 @@ import sys
 import tempfile
 import time
 
-from keras_vae import _util, class_pictures, data, names, objectives, plotting, runs
+from keras_vae import _util, batches, class_pictures, data, names, objectives, plotting, runs
+from keras_vae import training
 from keras_vae._backend import keras, tf
 from keras_vae.cli import _common, _options
 from keras_vae.cli._errors import EXIT_OK, CommandFailed, Interrupted, UsageError
@@ -189,16 +190,41 @@ def _model(config, x_train, resume_from, num_classes=None):
         model.initialize_output_bias(x_train)
         model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
                       jit_compile="auto" if config.jit is None else bool(config.jit),
-                      steps_per_execution=int(config.steps_per_execution))
+                      steps_per_execution=_steps_per_execution(config, len(x_train)))
         return model, runs.restore(model, resume_from) if resume_from else 0
+
+
+def _steps_per_execution(config, num_train):
+    """--steps-per-execution, else the library's; under a strategy, a divisor of the epoch.
+
+    Under a strategy the batches are `data.training_stream`'s, one stream over all
+    epochs: an execution must end where an epoch does. On one device they are
+    gathered in-step (`batches.Batches`), an epoch at a time, and any value is exact.
+    """
+    if config.strategy == "multiworker" and config.steps_per_execution is None:
+        return 1  # (training.compile_defaults: Keras's multi-step loop fails there)
+    wanted = int(config.steps_per_execution or training.DEFAULT_STEPS_PER_EXECUTION)
+    if config.strategy == "default":
+        return wanted
+    steps = num_train // config.batch_size
+    return max(d for d in range(1, min(wanted, steps) + 1) if steps % d == 0)
+
+
+def _training_data(config, x_train, start_epoch, binarization, labels):
+    """(x, steps_per_epoch) for fit: in-step `batches.Batches` on one device, else a stream."""
+    dynamic, y = binarization == "dynamic", labels and labels["train"]
+    if config.strategy == "default":
+        return batches.Batches(x_train, config.batch_size, config.seed, y=y, dynamic=dynamic,
+                               drop_remainder=True), None
+    stream, steps = data.training_stream(x_train, config.batch_size, config.seed, start_epoch,
+                                         config.epochs, dynamic=dynamic, labels=y)
+    return stream, steps
 
 
 def _fit(model, run_dir, config, args, xs, start_epoch, rows, binarization, labels=None):
     """model.fit over the remaining epochs; returns the epoch a Ctrl-C stopped, or None."""
     x_train, x_test = xs
-    stream, steps = data.training_stream(x_train, config.batch_size, config.seed, start_epoch,
-                                         config.epochs, dynamic=binarization == "dynamic",
-                                         labels=labels and labels["train"])
+    stream, steps = _training_data(config, x_train, start_epoch, binarization, labels)
     val = tf.data.Dataset.from_tensor_slices(x_test.astype("float32") if labels is None else (
         x_test.astype("float32"), labels["test"])).batch(config.batch_size)
     flag = _common.InterruptFlag()
@@ -206,7 +232,7 @@ def _fit(model, run_dir, config, args, xs, start_epoch, rows, binarization, labe
                                config.early_stopping)
     _common.say(f"keras-vae: training {config.objective} ({model.objective!r}) on {config.data} "
                 f"({len(x_train)} examples, {binarization} binarisation), {config.epochs} "
-                f"epochs of {steps} steps -> {run_dir}")
+                f"epochs of {len(x_train) // config.batch_size} steps -> {run_dir}")
     with flag:
         flag.training = True
         try:
