@@ -32,9 +32,8 @@ def compile_defaults(args, kwargs):
     """`keras.Model.compile`'s keyword arguments with keras_vae's measured defaults filled in.
 
     `steps_per_execution` (the 7th positional argument of `compile`) defaults to
-    `DEFAULT_STEPS_PER_EXECUTION`; `jit_compile` stays Keras's 'auto' (XLA for
-    these models: with the Philox draws of `densities.standard_normal` it was the
-    faster on CPU for the seed MLP and the IWAE net, bench/ part train).
+    `DEFAULT_STEPS_PER_EXECUTION`, or 1 under a strategy over several devices or workers;
+    `jit_compile` stays Keras's 'auto' (XLA on a GPU, off on a CPU-only machine).
 
     Args:
       args: the positional arguments given to `compile`.
@@ -45,13 +44,18 @@ def compile_defaults(args, kwargs):
     """
     kwargs = dict(kwargs)
     if len(args) < 7:
-        # Keras 3.15's multi-step loop fails on a multi-worker distributed iterator
-        # (InvalidArgumentError in while/cond): one step per call there.
-        multiworker = isinstance(tf.distribute.get_strategy(),
-                                 tf.distribute.MultiWorkerMirroredStrategy)
-        kwargs.setdefault("steps_per_execution", 1 if multiworker else
+        # Keras 3.15's multi-step loop fails on a distributed iterator (Mirrored and
+        # MultiWorkerMirrored: InvalidArgumentError in while/cond): one step per call there.
+        kwargs.setdefault("steps_per_execution", 1 if distributed() else
                           DEFAULT_STEPS_PER_EXECUTION)
     return kwargs
+
+
+def distributed(strategy=None):
+    """Whether `strategy` (default: the current one) spreads over devices or workers."""
+    strategy = strategy or tf.distribute.get_strategy()
+    return tf.distribute.has_strategy() and not isinstance(
+        strategy, tf.distribute.OneDeviceStrategy)
 
 
 def compile_with_defaults(model, *args, **kwargs):
@@ -356,7 +360,7 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
 
 
 __all__ = [
-    "DEFAULT_STEPS_PER_EXECUTION", "compile_defaults", "compile_with_defaults",
+    "DEFAULT_STEPS_PER_EXECUTION", "compile_defaults", "distributed", "compile_with_defaults",
     "compile_from_config", "kl_weight_schedule", "encoder_mask",
     "scaled_losses", "gradients", "apply_if_finite", "NonFiniteHalt", "all_finite",
     "needs_persistent_tape",

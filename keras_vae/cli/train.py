@@ -201,7 +201,7 @@ def _steps_per_execution(config, num_train):
     epochs: an execution must end where an epoch does. On one device they are
     gathered in-step (`batches.Batches`), an epoch at a time, and any value is exact.
     """
-    if config.strategy == "multiworker" and config.steps_per_execution is None:
+    if config.strategy != "default" and config.steps_per_execution is None:
         return 1  # (training.compile_defaults: Keras's multi-step loop fails there)
     wanted = int(config.steps_per_execution or training.DEFAULT_STEPS_PER_EXECUTION)
     if config.strategy == "default":
