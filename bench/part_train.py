@@ -165,6 +165,22 @@ class KerasRunner:
         return steps * self.batch / wall
 
 
+def looped(fn, xb, steps, jit):
+    """A tf.function that runs `fn(xb)` `steps` times in one graph (the sum of its outputs)."""
+    from keras_vae._backend import tf
+
+    inner = tf.function(fn, jit_compile=jit)
+
+    @tf.function
+    def run():
+        total = tf.constant(0.0)
+        for _ in tf.range(steps):
+            total += tf.reduce_sum(inner(xb))
+        return total
+
+    return run
+
+
 def ideal_step_seconds(model, batch, k, reps, jit_compile=True, likelihood=True, seed=0):
     """Seconds of the compute-bound ideal step (see the module docstring).
 
@@ -264,19 +280,7 @@ def step_breakdown(runner, x, batch, steps, rounds):
     def train_step(xb):
         return model.train_step(xb)["loss"]
 
-    def looped(fn):
-        inner = tf.function(fn, jit_compile=jit)
-
-        @tf.function
-        def run():
-            total = tf.constant(0.0)
-            for _ in tf.range(steps):
-                total += tf.reduce_sum(inner(xb))
-            return total
-
-        return run
-
-    fns = {name: looped(fn) for name, fn in
+    fns = {name: looped(fn, xb, steps, jit) for name, fn in
            (("fwd_bwd", fwd_bwd), ("minimal", minimal), ("train_step", train_step))}
     for fn in fns.values():
         fn()

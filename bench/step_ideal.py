@@ -36,15 +36,7 @@ K, BATCH = 50, 20
 
 def looped(fn, xb, steps, jit):
     """`fn(xb)` run `steps` times inside one graph; returns seconds per step of one call."""
-    inner = tf.function(fn, jit_compile=jit)
-
-    @tf.function
-    def run():
-        total = tf.constant(0.0)
-        for _ in tf.range(steps):
-            total += tf.reduce_sum(inner(xb))
-        return total
-
+    run = part_train.looped(fn, xb, steps, jit)
     run().numpy()
 
     def timed():
