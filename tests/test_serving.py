@@ -521,7 +521,7 @@ def test_compose_file_and_docker_run_agree():
 def test_command_line_serves_and_stops(exported_vae, tmp_path):
     cmd = [sys.executable, "-m", "keras_vae.serving", "serve", str(exported_vae),
            "--rest_api_port", "0", "--port", "-1", "--max_num_samples", "8"]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1")
     stderr = open(tmp_path / "stderr.txt", "w+")  # a file: a full pipe would block the child
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
     try:
@@ -545,12 +545,16 @@ def test_command_line_serves_and_stops(exported_vae, tmp_path):
     finally:
         proc.send_signal(signal.SIGINT)
         try:
-            proc.wait(timeout=30)
+            proc.wait(timeout=60)  # (CI once saw no exit within 30 s on a loaded machine)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            proc.send_signal(signal.SIGABRT)  # faulthandler writes every thread's stack
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
     stderr.close()
-    assert proc.returncode == 0, (tmp_path / "stderr.txt").read_text()[-3000:]
+    assert proc.returncode == 0, (tmp_path / "stderr.txt").read_text()[-6000:]
 
 
 # ------------------------------------------------------------------------ TF Serving's rules
