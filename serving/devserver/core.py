@@ -247,12 +247,13 @@ class ModelServer:
             self._grpc = None
 
     def wait(self):
-        """Blocks until interrupted (Ctrl-C)."""
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
+        """Blocks until Ctrl-C or SIGTERM (either stops the server, as TF Serving's do)."""
+        with _stop_signals():
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                pass
 
     def __enter__(self):
         if self._http is None and self._grpc is None:
@@ -261,6 +262,31 @@ class ModelServer:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+@contextlib.contextmanager
+def _stop_signals():
+    """SIGINT and SIGTERM raise KeyboardInterrupt in the main thread while the server waits.
+
+    A process started in the background by a non-interactive shell inherits SIGINT
+    ignored, and Python then installs no Ctrl-C handler: without this the server
+    would not stop on SIGINT (seen in CI), nor ever on SIGTERM (`docker stop`).
+    """
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _limits(limits, max_num_samples, max_batch_size, max_body_bytes):
