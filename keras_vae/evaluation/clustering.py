@@ -58,6 +58,7 @@ import types
 
 import numpy as np
 
+from keras_vae.evaluation import gaussian_mixture
 from keras_vae.evaluation import kmeans as kmeans_lib
 from keras_vae.evaluation import matching
 
@@ -242,12 +243,15 @@ def latent_means(model, x, batch_size=500):
                                       "float64") for i in range(0, len(x), int(batch_size))])
 
 
-def initialize_mixture(model, x, seed=0, n_init=4, batch_size=500, min_std=0.05):
-    r"""Sets a mixture prior's components from k-means on the latent means (VaDE's start).
+def initialize_mixture(model, x, seed=0, n_init=4, batch_size=500, min_std=0.05,
+                       start="kmeans"):
+    r"""Sets a mixture prior's components from the clusters of the latent means (VaDE's start).
 
     ```none
-    mu_c = the centre of k-means cluster c of {E q(z|x_n)},   sigma_c = its per-unit std,
-    pi_c = its share of the examples
+    start='kmeans':  mu_c = the centre of k-means cluster c of {E q(z|x_n)},
+                     sigma_c = its per-unit std,  pi_c = its share of the examples
+    start='gmm':     (pi, mu, sigma^2) of a diagonal Gaussian mixture fitted by EM
+                     (`gaussian_mixture.fit`, each restart from k-means)
     ```
 
     Training from randomly placed components tends to leave components unused or
@@ -261,26 +265,35 @@ def initialize_mixture(model, x, seed=0, n_init=4, batch_size=500, min_std=0.05)
       seed, n_init: k-means's.
       batch_size: examples per encoder pass.
       min_std: the smallest sigma_cj set.
+      start: 'kmeans' or 'gmm' (Jiang et al., 2017: the mixture's own maximum likelihood).
 
     Returns:
-      The `kmeans.KMeansResult` used.
+      The `kmeans.KMeansResult` or `gaussian_mixture.GaussianMixtureFit` used.
 
     Raises:
-      ValueError: another prior, or fewer examples than components.
+      ValueError: another prior, fewer examples than components, or another `start`.
     """
     from keras_vae import priors  # noqa: PLC0415 - keeps this module's import light
 
     if not isinstance(model.prior, priors.MixtureOfGaussiansPrior):
         raise ValueError("initialize_mixture needs prior='mixture' "
                          f"(a MixtureOfGaussiansPrior), got {type(model.prior).__name__}.")
+    if start not in ("kmeans", "gmm"):
+        raise ValueError(f"initialize_mixture: start must be 'kmeans' or 'gmm', got {start!r}.")
     prior = model.prior
     means = latent_means(model, x, batch_size)
-    result = kmeans_lib.kmeans(means, prior.num_components, seed=seed, n_init=n_init)
-    counts = np.bincount(result.labels, minlength=prior.num_components)
-    std = np.stack([means[result.labels == c].std(axis=0) if counts[c] > 1
-                    else np.ones(means.shape[1]) for c in range(prior.num_components)])
+    if start == "gmm":
+        result = gaussian_mixture.fit(means, prior.num_components, seed=seed, n_init=n_init)
+        counts, std = result.weights * len(means), np.sqrt(result.variances)
+        centers = result.means
+    else:
+        result = kmeans_lib.kmeans(means, prior.num_components, seed=seed, n_init=n_init)
+        counts = np.bincount(result.labels, minlength=prior.num_components)
+        std = np.stack([means[result.labels == c].std(axis=0) if counts[c] > 1
+                        else np.ones(means.shape[1]) for c in range(prior.num_components)])
+        centers = result.centers
     std = np.maximum(std, float(min_std)) - prior.min_scale
-    prior.loc.assign(result.centers.astype("float32"))
+    prior.loc.assign(centers.astype("float32"))
     prior.raw_scale.assign(np.log(np.expm1(std)).astype("float32"))  # softplus^-1
     if getattr(prior, "learn_weights", True):  # a uniform p(y) stays uniform
         prior.logits.assign(np.log(np.maximum(counts, 1) / len(means)).astype("float32"))
