@@ -20,11 +20,13 @@ import numpy as np
 from keras_vae.export import verify
 
 #: onnxruntime CPU settings of every session (`session_options`), chosen by measuring
-#: the batch-1 sampler of the default preset (bench/ part export): its ~100 nodes are
-#: each microseconds of work, so a thread pool only adds hand-offs (and, on a busy
-#: machine, waits of milliseconds at p99); all graph optimisations fold the constant
-#: parts of the counter-based PRNG once at load.
-SESSION_SETTINGS = {"graph_optimization_level": "ORT_ENABLE_ALL", "intra_op_num_threads": 1,
+#: the batch-1 sampler of the default preset (bench/ part export) on an idle 2-core
+#: machine: onnxruntime's own intra-op pool (0: one thread per physical core) gave a
+#: p50 of 92-112 us against 178-194 us with one thread (the decoder's MatMuls split);
+#: all graph optimisations fold the constant parts of the counter-based PRNG once at
+#: load. On a machine whose cores are busy, `session_options(intra_op_num_threads=1)`
+#: avoids waits for a descheduled pool thread (a p99 of ms).
+SESSION_SETTINGS = {"graph_optimization_level": "ORT_ENABLE_ALL", "intra_op_num_threads": 0,
                     "inter_op_num_threads": 1, "execution_mode": "ORT_SEQUENTIAL"}
 
 

@@ -118,10 +118,11 @@ function writeAtomic(file, data) {
 }
 
 // The session options of keras_vae.export.runtimes.SESSION_SETTINGS (measured on the
-// batch-1 sampler, bench/ part export): all graph optimisations, one thread, sequential.
+// batch-1 sampler, bench/ part export): all graph optimisations, onnxruntime's intra-op
+// pool (0: one thread per physical core), sequential.
 export const SESSION_OPTIONS = Object.freeze({
   graphOptimizationLevel: 'all',
-  intraOpNumThreads: 1,
+  intraOpNumThreads: 0,
   interOpNumThreads: 1,
   executionMode: 'sequential',
 });
