@@ -28,16 +28,18 @@ from keras_vae._backend import keras, tf
 DEFAULT_STEPS_PER_EXECUTION = 100
 
 
-def compile_defaults(args, kwargs):
+def compile_defaults(args, kwargs, model=None):
     """`keras.Model.compile`'s keyword arguments with keras_vae's measured defaults filled in.
 
     `steps_per_execution` (the 7th positional argument of `compile`) defaults to
     `DEFAULT_STEPS_PER_EXECUTION`, or 1 under a strategy over several devices or workers;
-    `jit_compile` stays Keras's 'auto' (XLA on a GPU, off on a CPU-only machine).
+    `jit_compile` (the 8th) to `default_jit_compile(model, run_eagerly)`: XLA on a CPU
+    too, where Keras's 'auto' would turn it off.
 
     Args:
       args: the positional arguments given to `compile`.
       kwargs: the keyword arguments given to `compile`.
+      model: the model being compiled (None: `jit_compile` is left to Keras).
 
     Returns:
       A new dict of keyword arguments.
@@ -48,7 +50,29 @@ def compile_defaults(args, kwargs):
         # MultiWorkerMirrored: InvalidArgumentError in while/cond): one step per call there.
         kwargs.setdefault("steps_per_execution", 1 if distributed() else
                           DEFAULT_STEPS_PER_EXECUTION)
+    if len(args) < 8 and model is not None:
+        run_eagerly = args[5] if len(args) > 5 else kwargs.get("run_eagerly", False)
+        kwargs.setdefault("jit_compile", default_jit_compile(model, run_eagerly))
     return kwargs
+
+
+def default_jit_compile(model, run_eagerly=False):
+    """keras_vae's `jit_compile` default: True (XLA) where it can run, else Keras's 'auto'.
+
+    Keras's 'auto' turns XLA off on a machine without an accelerator; on the 2-core CPU
+    of bench/ part train, XLA ran the seed MLP (batch 128) and the IWAE net (k = 1, 5;
+    batch 20) 1.3-1.6x faster per example (fused elementwise work around small
+    matmuls). 'auto' is kept where Keras would not use XLA anyway: an eager run, a
+    strategy over several devices or workers, op determinism, or a layer that says
+    `supports_jit = False`.
+    """
+    from tensorflow.python.framework import config as tf_config  # noqa: PLC0415 (Keras's check)
+
+    if run_eagerly or distributed() or tf_config.is_op_determinism_enabled():
+        return "auto"
+    if not all(layer.supports_jit for layer in model._flatten_layers()):
+        return "auto"
+    return True
 
 
 def distributed(strategy=None):
@@ -60,7 +84,7 @@ def distributed(strategy=None):
 
 def compile_with_defaults(model, *args, **kwargs):
     """`VAE.compile`: `keras.Model.compile` with `compile_defaults` filled in."""
-    return keras.Model.compile(model, *args, **compile_defaults(args, kwargs))
+    return keras.Model.compile(model, *args, **compile_defaults(args, kwargs, model))
 
 
 def compile_from_config(model, config):
@@ -360,7 +384,8 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
 
 
 __all__ = [
-    "DEFAULT_STEPS_PER_EXECUTION", "compile_defaults", "distributed", "compile_with_defaults",
+    "DEFAULT_STEPS_PER_EXECUTION", "compile_defaults", "default_jit_compile", "distributed",
+    "compile_with_defaults",
     "compile_from_config", "kl_weight_schedule", "encoder_mask",
     "scaled_losses", "gradients", "apply_if_finite", "NonFiniteHalt", "all_finite",
     "needs_persistent_tape",

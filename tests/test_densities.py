@@ -78,6 +78,11 @@ def test_compile_defaults_and_their_round_trip(tmp_path):
     model = keras_vae.VAE(encoder="mlp", latent_dim=2, event_shape=(4, 4, 1), seed=0)
     model.compile(optimizer="adam")
     assert int(model.steps_per_execution) == training.DEFAULT_STEPS_PER_EXECUTION
+    assert model.jit_compile is True  # XLA on this CPU too (training.default_jit_compile)
+    model.compile(optimizer="adam", run_eagerly=True)
+    assert model.jit_compile is False and model.run_eagerly
+    model.compile(optimizer="adam", jit_compile=False)
+    assert model.jit_compile is False
     model.compile(optimizer="adam", steps_per_execution=3)
     assert int(model.steps_per_execution) == 3
     model.save(tmp_path / "m.keras")

@@ -188,9 +188,9 @@ def _model(config, x_train, resume_from, num_classes=None):
         except (ValueError, TypeError) as error:  # the library's rules, e.g. free bits
             raise UsageError(f"cannot build the model: {_util.first_line(error)}") from error
         model.initialize_output_bias(x_train)
+        jit = {} if config.jit is None else {"jit_compile": bool(config.jit)}  # (the library's)
         model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
-                      jit_compile="auto" if config.jit is None else bool(config.jit),
-                      steps_per_execution=_steps_per_execution(config, len(x_train)))
+                      steps_per_execution=_steps_per_execution(config, len(x_train)), **jit)
         return model, runs.restore(model, resume_from) if resume_from else 0
 
 
