@@ -42,11 +42,13 @@ import warnings
 import numpy as np
 
 from keras_vae import _util, backup, process
+from keras_vae.early_stopping import ResumableEarlyStopping
 from keras_vae._backend import keras
 
 RUN_MARKER = "keras_vae_run"
 RUN_FORMAT = 1
 BACKUP = "backup"
+BEST_MODEL = "checkpoints/best.keras"  # (backup.BestModel's, read by early stopping)
 
 
 class RunFolderError(Exception):
@@ -372,7 +374,7 @@ def callbacks(run_dir, rows, seed, flag, epoch_delay=0.0, early_stopping=None):
             if isinstance(r.get("val_loss"), float) and math.isfinite(r["val_loss"])]
     found = [EpochSeeds(seed), InterruptCallback(run_dir / BACKUP, flag),
              HistoryWriter(run_dir, rows),  # then best.keras, then the backup (the commit):
-             backup.BestModel(run_dir / "checkpoints" / "best.keras", "val_loss",  # a resumed
+             backup.BestModel(run_dir / BEST_MODEL, "val_loss",  # a resumed
                               min(best) if best else None),  # run keeps the best so far
              backup.RunBackup(run_dir / BACKUP)]
     if importlib.util.find_spec("tensorboard") is not None:
@@ -383,8 +385,7 @@ def callbacks(run_dir, rows, seed, flag, epoch_delay=0.0, early_stopping=None):
                       f"{run_dir / 'logs'} (pip install tensorboard)", RuntimeWarning,
                       stacklevel=2)
     if early_stopping:
-        found.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=early_stopping,
-                                                   restore_best_weights=True, verbose=1))
+        found.append(ResumableEarlyStopping(early_stopping, rows, run_dir / BEST_MODEL))
     if epoch_delay:
         found.append(EpochDelay(epoch_delay, flag))
     return found
