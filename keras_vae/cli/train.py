@@ -204,9 +204,9 @@ def _steps_per_execution(config, num_train):
     if config.strategy != "default" and config.steps_per_execution is None:
         return 1  # (training.compile_defaults: Keras's multi-step loop fails there)
     wanted = int(config.steps_per_execution or training.DEFAULT_STEPS_PER_EXECUTION)
-    if config.strategy == "default":
-        return wanted
     steps = num_train // config.batch_size
+    if config.strategy == "default":  # no more than an epoch (the progress bar's count)
+        return max(1, min(wanted, steps))
     return max(d for d in range(1, min(wanted, steps) + 1) if steps % d == 0)
 
 
