@@ -373,9 +373,8 @@ def callbacks(run_dir, rows, seed, flag, epoch_delay=0.0, early_stopping=None):
     best = [r["val_loss"] for r in rows.values()
             if isinstance(r.get("val_loss"), float) and math.isfinite(r["val_loss"])]
     found = [EpochSeeds(seed), InterruptCallback(run_dir / BACKUP, flag),
-             HistoryWriter(run_dir, rows),  # then best.keras, then the backup (the commit):
-             backup.BestModel(run_dir / BEST_MODEL, "val_loss",  # a resumed
-                              min(best) if best else None),  # run keeps the best so far
+             HistoryWriter(run_dir, rows),  # then best.keras (the best so far), the backup last
+             backup.BestModel(run_dir / BEST_MODEL, "val_loss", min(best) if best else None),
              backup.RunBackup(run_dir / BACKUP)]
     if importlib.util.find_spec("tensorboard") is not None:
         found.append(keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False,
