@@ -10,6 +10,12 @@ import pathlib
 from keras_vae._backend import keras
 
 
+def finite_val_losses(rows):
+    """The finite [(epoch, val_loss)] of history rows {epoch: {metric: value}}, by epoch."""
+    return sorted((e, r["val_loss"]) for e, r in rows.items()
+                  if isinstance(r.get("val_loss"), float) and math.isfinite(r["val_loss"]))
+
+
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
     """EarlyStopping on val_loss that a resumed run continues where the run left it.
 
@@ -29,8 +35,7 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        seen = sorted((e, r["val_loss"]) for e, r in self.rows.items()
-                      if isinstance(r.get("val_loss"), float) and math.isfinite(r["val_loss"]))
+        seen = finite_val_losses(self.rows)
         if not seen:
             return
         best_epoch, best = min(seen, key=lambda pair: (pair[1], pair[0]))
@@ -41,4 +46,4 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
                                                         compile=False).get_weights()
 
 
-__all__ = ["ResumableEarlyStopping"]
+__all__ = ["finite_val_losses", "ResumableEarlyStopping"]

@@ -32,7 +32,6 @@ import datetime
 import importlib.util
 import io
 import json
-import math
 import os
 import pathlib
 import shutil
@@ -42,7 +41,7 @@ import warnings
 import numpy as np
 
 from keras_vae import _util, backup, process
-from keras_vae.early_stopping import ResumableEarlyStopping
+from keras_vae import early_stopping as early_stopping_lib
 from keras_vae._backend import keras
 
 RUN_MARKER = "keras_vae_run"
@@ -370,8 +369,7 @@ def callbacks(run_dir, rows, seed, flag, epoch_delay=0.0, early_stopping=None):
       early_stopping: the patience in epochs of val_loss, or None.
     """
     run_dir = pathlib.Path(run_dir)
-    best = [r["val_loss"] for r in rows.values()
-            if isinstance(r.get("val_loss"), float) and math.isfinite(r["val_loss"])]
+    best = [value for _, value in early_stopping_lib.finite_val_losses(rows)]
     found = [EpochSeeds(seed), InterruptCallback(run_dir / BACKUP, flag),
              HistoryWriter(run_dir, rows),  # then best.keras (the best so far), the backup last
              backup.BestModel(run_dir / BEST_MODEL, "val_loss", min(best) if best else None),
@@ -384,7 +382,8 @@ def callbacks(run_dir, rows, seed, flag, epoch_delay=0.0, early_stopping=None):
                       f"{run_dir / 'logs'} (pip install tensorboard)", RuntimeWarning,
                       stacklevel=2)
     if early_stopping:
-        found.append(ResumableEarlyStopping(early_stopping, rows, run_dir / BEST_MODEL))
+        found.append(early_stopping_lib.ResumableEarlyStopping(early_stopping, rows,
+                                                               run_dir / BEST_MODEL))
     if epoch_delay:
         found.append(EpochDelay(epoch_delay, flag))
     return found
