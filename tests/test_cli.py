@@ -446,3 +446,27 @@ def test_plotting_sizes_and_content(tmp_path):
     with pytest.raises(ValueError):
         plotting.training_curves({"epoch": [1, 2]})
     assert plotting.is_blank(plotting.image_grid(np.zeros((1, 4, 4, 1)), pad=0))
+
+
+def test_steps_per_execution_is_exact_for_fits_batches():
+    """The library's default (1 under a strategy), capped at an epoch; a divisor of it there."""
+    import types
+
+    import tensorflow as tf
+
+    from keras_vae import training
+    from keras_vae.cli import train
+
+    def spe(strategy, flag, num_train=1000, batch_size=10):
+        config = types.SimpleNamespace(strategy=strategy, steps_per_execution=flag,
+                                       batch_size=batch_size)
+        return train._steps_per_execution(config, num_train)
+
+    assert spe("default", None) == min(training.DEFAULT_STEPS_PER_EXECUTION, 100)
+    assert spe("default", None, num_train=300, batch_size=50) == 6  # one epoch's steps
+    assert spe("default", 7) == 7
+    assert spe("default", 500) == 100
+    with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
+        assert spe("mirrored", None) == 1  # training.compile_defaults' rule
+        assert spe("mirrored", 30) == 25  # the largest divisor of 100 steps <= 30
+        assert spe("mirrored", 7, num_train=70) == 7

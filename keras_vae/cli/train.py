@@ -195,18 +195,20 @@ def _model(config, x_train, resume_from, num_classes=None):
 
 
 def _steps_per_execution(config, num_train):
-    """--steps-per-execution, else the library's; under a strategy, a divisor of the epoch.
+    """--steps-per-execution, else the library's default, made exact for fit's batches.
 
-    Under a strategy the batches are `data.training_stream`'s, one stream over all
-    epochs: an execution must end where an epoch does. On one device they are
-    gathered in-step (`batches.Batches`), an epoch at a time, and any value is exact.
+    The default is `training.compile_defaults`' in the strategy's scope (1 under a
+    strategy). Under a strategy the batches are `data.training_stream`'s, one stream
+    over all epochs: an execution must end where an epoch does, so the value is cut
+    to a divisor of the epoch's steps. On one device they are gathered in-step
+    (`batches.Batches`), an epoch at a time: any value is exact, and it is capped at
+    an epoch's steps (the progress bar's count).
     """
-    if config.strategy != "default" and config.steps_per_execution is None:
-        return 1  # (training.compile_defaults: Keras's multi-step loop fails there)
-    wanted = int(config.steps_per_execution or training.DEFAULT_STEPS_PER_EXECUTION)
-    steps = num_train // config.batch_size
-    if config.strategy == "default":  # no more than an epoch (the progress bar's count)
-        return max(1, min(wanted, steps))
+    wanted = int(config.steps_per_execution
+                 or training.compile_defaults((), {})["steps_per_execution"])
+    steps = max(1, num_train // config.batch_size)
+    if config.strategy == "default":
+        return min(wanted, steps)
     return max(d for d in range(1, min(wanted, steps) + 1) if steps % d == 0)
 
 
