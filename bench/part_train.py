@@ -319,8 +319,9 @@ def run(args):
                 "index shuffling each epoch",
         "optimizer": "Adam(lr=1e-3, epsilon=1e-7) in both",
         "keras_vae": "the library's defaults: model.compile(optimizer=Adam) without jit_compile "
-                     "or steps_per_execution (XLA where it can run, CPU included: "
-                     f"training.default_jit_compile; {training.DEFAULT_STEPS_PER_EXECUTION} "
+                     "or steps_per_execution (XLA with an accelerator or 2+ CPU threads: "
+                     f"compile_defaults.default_jit_compile; "
+                     f"{training.DEFAULT_STEPS_PER_EXECUTION} "
                      "steps per execution), unless --jit / --steps-per-execution are given; "
                      "plain model.fit(x, batch_size=B) on an array (batches gathered in-step)",
         "trial": "wall time of the epoch of model.fit on S * B examples (S steps, from "

@@ -16,86 +16,10 @@ import warnings
 
 from keras_vae import objectives
 from keras_vae._backend import keras, tf
-
-
-#: `VAE.compile`'s default `steps_per_execution`, chosen by measurement (bench/ part train and
-#: its sweep; seed MLP 784-200-10, batch 128, `fit` on an array, CPU ms per step on 1 core,
-#: back to back): 1 step 7.7 (tf.data), 50 steps 5.5 (tf.data) / 5.0 (in-step batches),
-#: 100: 4.2, 200: 4.2, 400: 3.9 (ideal 3.7); IWAE net k=5, batch 20: 8.6 / 6.3 / 5.7, 200: 5.4.
-#: Exact at any value: the non-finite guard is in the step (`apply_if_finite`'s halt) and
-#: in-step batches end each epoch's executions at the epoch (`keras_vae.batches`); 100 keeps
-#: callbacks (Ctrl-C, time limits, the progress bar) within about a second on small nets.
-DEFAULT_STEPS_PER_EXECUTION = 100
-
-
-def compile_defaults(args, kwargs, model=None):
-    """`keras.Model.compile`'s keyword arguments with keras_vae's measured defaults filled in.
-
-    `steps_per_execution` (the 7th positional argument of `compile`) defaults to
-    `DEFAULT_STEPS_PER_EXECUTION`, or 1 under a strategy over several devices or workers;
-    `jit_compile` (the 8th) to `default_jit_compile(model, run_eagerly)`: XLA on a CPU
-    too, where Keras's 'auto' would turn it off.
-
-    Args:
-      args: the positional arguments given to `compile`.
-      kwargs: the keyword arguments given to `compile`.
-      model: the model being compiled (None: `jit_compile` is left to Keras).
-
-    Returns:
-      A new dict of keyword arguments.
-    """
-    kwargs = dict(kwargs)
-    if len(args) < 7:
-        # Keras 3.15's multi-step loop fails on a distributed iterator (Mirrored and
-        # MultiWorkerMirrored: InvalidArgumentError in while/cond): one step per call there.
-        kwargs.setdefault("steps_per_execution", 1 if distributed() else
-                          DEFAULT_STEPS_PER_EXECUTION)
-    if len(args) < 8 and model is not None:
-        run_eagerly = args[5] if len(args) > 5 else kwargs.get("run_eagerly", False)
-        kwargs.setdefault("jit_compile", default_jit_compile(model, run_eagerly))
-    return kwargs
-
-
-def default_jit_compile(model, run_eagerly=False):
-    """keras_vae's `jit_compile` default: True (XLA) where it can run, else Keras's 'auto'.
-
-    Keras's 'auto' turns XLA off on a machine without an accelerator; on the 2-core CPU
-    of bench/ part train, XLA ran the seed MLP (batch 128) and the IWAE net (k = 1, 5;
-    batch 20) 1.3-1.6x faster per example (fused elementwise work around small
-    matmuls). 'auto' is kept where Keras would not use XLA anyway: an eager run, a
-    strategy over several devices or workers, op determinism, or a layer that says
-    `supports_jit = False`.
-    """
-    from tensorflow.python.framework import config as tf_config  # noqa: PLC0415 (Keras's check)
-
-    if run_eagerly or distributed() or tf_config.is_op_determinism_enabled():
-        return "auto"
-    if not all(layer.supports_jit for layer in model._flatten_layers()):
-        return "auto"
-    return True
-
-
-def distributed(strategy=None):
-    """Whether `strategy` (default: the current one) spreads over devices or workers."""
-    strategy = strategy or tf.distribute.get_strategy()
-    return tf.distribute.has_strategy() and not isinstance(
-        strategy, tf.distribute.OneDeviceStrategy)
-
-
-def compile_with_defaults(model, *args, **kwargs):
-    """`VAE.compile`: `keras.Model.compile` with `compile_defaults` filled in."""
-    return keras.Model.compile(model, *args, **compile_defaults(args, kwargs, model))
-
-
-def compile_from_config(model, config):
-    """`VAE.compile_from_config`: Keras's, which skips a model whose `compile` is overridden.
-
-    The saved compile config records `steps_per_execution` and `jit_compile`, so
-    a loaded model is compiled exactly as it was saved.
-    """
-    model.compile(**keras.saving.deserialize_keras_object(config))
-    if getattr(model, "optimizer", None) is not None and model.built:
-        model.optimizer.build(model.trainable_variables)
+# `VAE.compile`'s measured defaults, importable from here as before (their own module).
+from keras_vae.compile_defaults import (  # noqa: F401
+    DEFAULT_STEPS_PER_EXECUTION, compile_defaults, compile_from_config, compile_with_defaults,
+    cpu_threads, default_jit_compile, distributed)
 
 
 def kl_weight_schedule(step, beta=1.0, warmup_steps=0):
@@ -384,7 +308,8 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
 
 
 __all__ = [
-    "DEFAULT_STEPS_PER_EXECUTION", "compile_defaults", "default_jit_compile", "distributed",
+    "DEFAULT_STEPS_PER_EXECUTION", "compile_defaults", "cpu_threads", "default_jit_compile",
+    "distributed",
     "compile_with_defaults",
     "compile_from_config", "kl_weight_schedule", "encoder_mask",
     "scaled_losses", "gradients", "apply_if_finite", "NonFiniteHalt", "all_finite",

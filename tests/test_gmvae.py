@@ -207,8 +207,8 @@ def test_exported_decoder_and_sampler_match_keras(tmp_path):
 
 
 def test_the_step_under_xla_equals_the_graph_step():
-    """The default compile (XLA, `training.default_jit_compile`) computes the same bound
-    and gradients as the plain graph on the same noise."""
+    """XLA (the default compile on 2+ CPU threads: `compile_defaults.default_jit_compile`)
+    computes the same bound and gradients as the plain graph on the same noise."""
     from keras_vae._backend import tf
 
     x = tf.constant(np.random.default_rng(0).random((16, 4, 4, 1)).astype("float32"))
@@ -216,7 +216,6 @@ def test_the_step_under_xla_equals_the_graph_step():
     model = GaussianMixtureVAE(num_components=3, latent_dim=2, event_shape=(4, 4, 1),
                                encoder="mlp", seed=0)
     model.compile(optimizer="adam")
-    assert model.jit_compile is True
 
     def value_and_gradients():
         with tf.GradientTape() as tape:
