@@ -9,6 +9,13 @@ first N test images (N = 10,000 unless --eval-examples says otherwise; the
 extrapolation to 10,000 is stated).
 Peak RSS: the process's (ru_maxrss, which includes TF's runtime and the short
 training) and the peak sampled every 20 ms during the estimate itself.
+
+The breakdown (after the estimate, same process and threads): wall ms per image at
+k = 5000 of one chunk (20 images x 500 draws) as the estimate runs it, of the decoder
+alone on those draws, of the fused log p(x|z) kernel alone on its logits (launched
+once per CPU thread on slices of the draws, as the estimate runs it, and in one launch),
+and the rest (encoder, draws, log q, log p(z), the running sums); with the decoder's
+matmul FLOPs and the rate they ran at.
 """
 
 import threading
@@ -88,8 +95,43 @@ def run(args):
         "peak_rss_during_mib": round(sampler.peak, 1),
         "process_peak_rss_mib": round(common.peak_rss_mib(), 1),
     }
+    out["breakdown_ms_per_image"] = _breakdown(model, x[:20])
     common.log(f"eval: {out}")
     return out
+
+
+def _breakdown(model, x, draws=500, repeats=10):
+    """Wall ms per image at k = K of the chunk and its two big parts (see the module)."""
+    from keras_vae._backend import keras, tf
+    from keras_vae.compile_defaults import cpu_threads
+    from keras_vae.evaluation import bernoulli_sums, streaming
+
+    x = tf.constant(x, "float32")
+    chunk = streaming._chunk_function(model, keras.random.SeedGenerator(0))
+    z = model._posterior_draws(x, draws, False, 0, stop=False)["z"]
+    decoder = tf.function(lambda z: model._decoder_outputs(z, training=False))
+    logits = decoder(z)
+
+    def per_image(fn):
+        fn()  # trace / warm up
+        start = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        return (time.perf_counter() - start) / repeats * 1000.0 * (K // draws) / len(x)
+
+    total = per_image(lambda: [t.numpy() for t in chunk(x, draws)])
+    decode = per_image(lambda: decoder(z).numpy())
+    kernel = per_image(lambda: bernoulli_sums.log_likelihood(logits, x).numpy())
+    one_launch = per_image(lambda: bernoulli_sums.fused_log_likelihood(logits, x).numpy())
+    dense = [v for v in model.decoder.trainable_variables if len(v.shape) == 2]
+    flops = 2.0 * K * sum(int(v.shape[0]) * int(v.shape[1]) for v in dense)  # per image
+    return {"chunk": round(total, 2), "decoder": round(decode, 2),
+            "log_likelihood_kernel": round(kernel, 2),
+            "log_likelihood_kernel_one_launch": round(one_launch, 2),
+            "kernel_pieces": cpu_threads(),
+            "rest": round(total - decode - kernel, 2),
+            "decoder_matmul_gflop": round(flops / 1e9, 3),
+            "decoder_gflops": round(flops / 1e9 / (decode / 1000.0), 1)}
 
 
 def rows(result):
@@ -102,4 +144,15 @@ def rows(result):
         ("NLL k=5000: peak RSS (process)", f"{peak / 1024:.2f} GiB",
          f"{result['peak_rss_during_mib'] / 1024:.2f} GiB during the estimate", "", "<= 2 GiB",
          peak <= 2048),
-    ]
+    ] + _breakdown_rows(result)
+
+
+def _breakdown_rows(result):
+    b = result.get("breakdown_ms_per_image")
+    if not b:
+        return []
+    return [("NLL k=5000 per image, wall ms: chunk / decoder / log p(x|z) kernel / rest",
+             f"{b['chunk']} / {b['decoder']} / {b['log_likelihood_kernel']} / {b['rest']}",
+             f"decoder matmuls {b['decoder_matmul_gflop']} GFLOP at {b['decoder_gflops']} "
+             f"GFLOP/s; the kernel in {b['kernel_pieces']} launch(es), one per CPU thread; "
+             f"{b['log_likelihood_kernel_one_launch']} ms in one", "", "", None)]
