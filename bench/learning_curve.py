@@ -171,6 +171,7 @@ def main(argv=None):
                            "minutes_each": args.minutes, "checkpoints_s": checkpoints,
                            "keras_vae": "model.compile(optimizer) defaults + model.fit on "
                                         "batches.Batches(dynamic=True)",
+                           "keras_vae_jit_compile": bool(model.jit_compile),
                            "alternation": "each trains to the next checkpoint in turn",
                            "clock": ("process CPU seconds, one thread each" if args.clock == "cpu"
                                      else "wall seconds, each side's faster thread count")}}

@@ -8,7 +8,7 @@ from scipy import special, stats
 
 import keras_vae
 from keras_vae import discretized_logistic as dl
-from keras_vae._backend import tf, tfd
+from keras_vae._backend import tfd
 
 PIXELS = np.arange(256, dtype="float64")
 

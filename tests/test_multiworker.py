@@ -33,7 +33,6 @@ import sys
 import time
 
 import numpy as np
-import pytest
 
 WORKER = pathlib.Path(__file__).with_name("multiworker_worker.py")
 TIMEOUT_S = 240  # a hang guard; the test takes ~30-60 s on 2 idle cores
