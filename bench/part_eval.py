@@ -12,10 +12,9 @@ training) and the peak sampled every 20 ms during the estimate itself.
 
 The breakdown (after the estimate, same process and threads): wall ms per image at
 k = 5000 of one chunk (20 images x 500 draws) as the estimate runs it, of the decoder
-alone on those draws, of the fused log p(x|z) kernel alone on its logits (launched
-once per CPU thread on slices of the draws, as the estimate runs it, and in one launch),
-and the rest (encoder, draws, log q, log p(z), the running sums); with the decoder's
-matmul FLOPs and the rate they ran at.
+alone on those draws, of the fused log p(x|z) kernel alone on its logits, and the rest
+(encoder, draws, log q, log p(z), the running sums); with the decoder's matmul FLOPs
+and the rate they ran at.
 """
 
 import threading
@@ -103,7 +102,6 @@ def run(args):
 def _breakdown(model, x, draws=500, repeats=10):
     """Wall ms per image at k = K of the chunk and its two big parts (see the module)."""
     from keras_vae._backend import keras, tf
-    from keras_vae.compile_defaults import cpu_threads
     from keras_vae.evaluation import bernoulli_sums, streaming
 
     x = tf.constant(x, "float32")
@@ -122,13 +120,10 @@ def _breakdown(model, x, draws=500, repeats=10):
     total = per_image(lambda: [t.numpy() for t in chunk(x, draws)])
     decode = per_image(lambda: decoder(z).numpy())
     kernel = per_image(lambda: bernoulli_sums.log_likelihood(logits, x).numpy())
-    one_launch = per_image(lambda: bernoulli_sums.fused_log_likelihood(logits, x).numpy())
     dense = [v for v in model.decoder.trainable_variables if len(v.shape) == 2]
     flops = 2.0 * K * sum(int(v.shape[0]) * int(v.shape[1]) for v in dense)  # per image
     return {"chunk": round(total, 2), "decoder": round(decode, 2),
             "log_likelihood_kernel": round(kernel, 2),
-            "log_likelihood_kernel_one_launch": round(one_launch, 2),
-            "kernel_pieces": cpu_threads(),
             "rest": round(total - decode - kernel, 2),
             "decoder_matmul_gflop": round(flops / 1e9, 3),
             "decoder_gflops": round(flops / 1e9 / (decode / 1000.0), 1)}
@@ -154,5 +149,4 @@ def _breakdown_rows(result):
     return [("NLL k=5000 per image, wall ms: chunk / decoder / log p(x|z) kernel / rest",
              f"{b['chunk']} / {b['decoder']} / {b['log_likelihood_kernel']} / {b['rest']}",
              f"decoder matmuls {b['decoder_matmul_gflop']} GFLOP at {b['decoder_gflops']} "
-             f"GFLOP/s; the kernel in {b['kernel_pieces']} launch(es), one per CPU thread; "
-             f"{b['log_likelihood_kernel_one_launch']} ms in one", "", "", None)]
+             "GFLOP/s", "", "", None)]

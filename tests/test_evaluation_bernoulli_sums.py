@@ -42,20 +42,6 @@ def test_fused_sum_in_float32_is_within_float32_rounding():
     np.testing.assert_allclose(fused, reference, rtol=1e-6, atol=2e-4)
 
 
-@pytest.mark.parametrize("pieces", [2, 3, 7, 50])
-def test_the_sum_in_pieces_equals_one_kernel(pieces):
-    """Slices of the draws, each its own launch (run side by side), give the same values."""
-    rng = np.random.default_rng(2)
-    logits = tf.constant(_edge_case_logits((7, 3, 28, 28, 1), rng).astype("float32"))
-    x = tf.constant((rng.random((3, 28, 28, 1)) < 0.5).astype("float32"))
-    whole = bernoulli_sums.log_likelihood(logits, x, pieces=1).numpy()
-    np.testing.assert_array_equal(whole, bernoulli_sums.fused_log_likelihood(logits, x))
-    graph = tf.function(lambda l: bernoulli_sums.log_likelihood(l, x, pieces=pieces))
-    for split in (bernoulli_sums.log_likelihood(logits, x, pieces=pieces), graph(logits)):
-        assert split.shape == (7, 3)
-        np.testing.assert_allclose(split.numpy(), whole, rtol=1e-7, atol=0)
-
-
 def _mnist_vae(**kwargs):
     encoder = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
                                 keras.layers.Dense(16, activation="tanh")], name="encoder")

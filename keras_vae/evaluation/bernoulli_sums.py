@@ -19,11 +19,7 @@ direct sum in float64, pixels 0/1 and logits of +-50 included).
 The reduction is one XLA kernel (`jit_compile=True`): the [S, B, D] logits are read
 once, nothing of that size is written. For the k = 5000 test log-likelihood of the
 IWAE net, TF's unfused Softplus, multiply and sum cost about as much as the
-decoder's matmuls; this kernel a fraction of that (bench/ part eval). One XLA kernel
-runs on one thread, so `log_likelihood` launches it on `pieces` slices of the draws
-(one per CPU thread by default), which TF's executor runs side by side; each (s, b)
-is computed by the same code either way, so the result does not depend on `pieces`
-(bench/ part eval reports the kernel's share of a chunk).
+decoder's matmuls; this kernel a fraction of that (bench/ part eval).
 
 `covers(model)` says whether a model is one this path computes exactly as
 `model.compute_terms` does (a `keras_vae.VAE` whose hooks are the base class's and
@@ -43,7 +39,6 @@ if bernoulli_sums.covers(model):
 from keras_vae import divergences, likelihoods
 from keras_vae import objectives as objectives_lib
 from keras_vae._backend import tf
-from keras_vae.compile_defaults import cpu_threads
 
 #: Pixels per logarithm in the grouped softplus sum.
 GROUP = 16
@@ -63,31 +58,9 @@ def covers(model):
     return all(getattr(type(model), name) is getattr(VAE, name) for name in _HOOKS)
 
 
-def log_likelihood(logits, x, pieces=None):
-    r"""sum_j x_j l_j - softplus(l_j) per sample and example: `fused_log_likelihood` in pieces.
-
-    Args:
-      logits: [S, B, *event] float32.
-      x: [B, *event] in [0, 1].
-      pieces: how many slices of the S draws get a kernel launch of their own
-        (default: `compile_defaults.cpu_threads()`; at most S; 1 where S is not static).
-
-    Returns:
-      [S, B] log p(x|z), the same whatever `pieces`.
-    """
-    logits = tf.convert_to_tensor(logits)
-    draws = logits.shape[0]
-    pieces = min(int(pieces or cpu_threads()), draws or 1)
-    if pieces <= 1:
-        return fused_log_likelihood(logits, x)
-    sizes = [draws // pieces + (1 if i < draws % pieces else 0) for i in range(pieces)]
-    return tf.concat([fused_log_likelihood(part, x)
-                      for part in tf.split(logits, sizes, axis=0)], axis=0)
-
-
 @tf.function(jit_compile=True)  # static shapes: D and its groups are known
-def fused_log_likelihood(logits, x):
-    r"""sum_j x_j l_j - softplus(l_j) per sample and example, one fused kernel (the module).
+def log_likelihood(logits, x):
+    r"""sum_j x_j l_j - softplus(l_j) per sample and example, fused (see the module).
 
     Args:
       logits: [S, B, *event] float32.
@@ -125,4 +98,4 @@ def terms(model, x, num_samples, seed):
                                 None, kl, None)
 
 
-__all__ = ["GROUP", "covers", "log_likelihood", "fused_log_likelihood", "terms"]
+__all__ = ["GROUP", "covers", "log_likelihood", "terms"]
