@@ -72,7 +72,7 @@ def default_jit_compile(model, run_eagerly=False):
     thread (`cpu_threads() == 1`: one core, or TF's intra-op pool set to 1) it is not:
     pinned to one core, the IWAE net spent more CPU per step under XLA (k = 1: 5.4-6.9
     against 3.4-4.2 ms; k = 5: 6.0-8.9 against 4.8-6.0 ms; k = 50 about even) and lost
-    bench/learning_curve.py to PyTorch, while the seed MLP gained 5-10 %. 'auto' is also
+    bench/learning_curve.py to PyTorch, while the seed MLP gained 3-16 %. 'auto' is also
     kept where Keras would not use XLA anyway: an eager run, a strategy over several
     devices or workers, op determinism, or a layer that says `supports_jit = False`.
     With an accelerator, the thread count does not matter: XLA is on.
