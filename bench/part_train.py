@@ -443,12 +443,12 @@ def rows(result):
                 "; ".join(f"{k}: {v['examples_per_s']:,.0f}" for k, v in sweep.items()),
                 "", "", "", None))
     if b:
-        keys = ("ideal", "fwd_bwd", "minimal", "unguarded", "train_step", "fit")
-        keys = tuple(k for k in keys if k in b)  # older results have no "unguarded"
-        labels = {"ideal": "ideal", "fwd_bwd": "fwd+bwd", "minimal": "+Adam",
-                  "unguarded": "train_step unguarded", "train_step": "train_step", "fit": "fit"}
-        out.append(("seed MLP step, ms: " + " / ".join(labels[k] for k in keys),
-                    " / ".join(f"{b[k]:.2f}" for k in keys),
+        pieces = [(key, label) for key, label in (
+            ("ideal", "ideal"), ("fwd_bwd", "fwd+bwd"), ("minimal", "+Adam"),
+            ("unguarded", "train_step unguarded"), ("train_step", "train_step"), ("fit", "fit"))
+            if key in b]  # results before 0cf52e6 have no "unguarded"
+        out.append(("seed MLP step, ms: " + " / ".join(label for _, label in pieces),
+                    " / ".join(f"{b[key]:.2f}" for key, _ in pieces),
                     f"PyTorch {s['torch_step_ms']:.2f}", "", "", None))
     for key, e in result["iwae_net"].items():
         out.append((_name(f"train IWAE net {key}, batch 20 (ex/s)", e), e["keras_examples_per_s"],
