@@ -258,9 +258,9 @@ def step_breakdown(runner, x, batch, steps, rounds):
     fit         plain model.fit on the array, batches gathered in-step (the figure of (b))
 
     train_step - unguarded is what the exact guard costs: the update waits for one
-    reduction over every gradient (training.apply_if_finite), and XLA, turning the
-    guard's tf.cond into selects, copies every optimizer slot each step to keep its
-    old value (the HLO of the IWAE net's step: 24 slot copies, none unguarded).
+    logical reduction over every gradient (training.all_finite), and each write of
+    the update is a select (training.masked_writes under XLA; before, a tf.cond that
+    XLA turned into selects copied every optimizer slot each step).
     """
     from keras_vae import training
     from keras_vae._backend import tf
