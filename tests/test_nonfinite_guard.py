@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import keras_vae
 from keras_vae import training
 
 SHAPES = [(3, 4), (4,), (2, 2, 2)]
@@ -181,8 +182,6 @@ def test_in_xla_compilation_sees_jit_compile_also_of_a_function_called_inside_an
 
 @pytest.mark.parametrize("jit_compile", [True, False], ids=["xla", "graph"])
 def test_the_train_step_takes_the_masked_path_only_under_xla(jit_compile, monkeypatch):
-    import keras_vae
-
     taken = []
     real = training.masked_writes
 
