@@ -258,8 +258,8 @@ def step_breakdown(runner, x, batch, steps, rounds):
     fit         plain model.fit on the array, batches gathered in-step (the figure of (b))
 
     train_step - unguarded is what the exact guard costs: the update waits for one
-    logical reduction over every gradient (training.all_finite), and each write of
-    the update is a select (training.masked_writes under XLA; before, a tf.cond that
+    logical reduction over every gradient (guard.all_finite), and each write of
+    the update is a select (guard.masked_writes under XLA; before, a tf.cond that
     XLA turned into selects copied every optimizer slot each step).
     """
     from keras_vae import training

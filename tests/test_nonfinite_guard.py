@@ -1,4 +1,4 @@
-"""The non-finite guard (`training.apply_if_finite`): a skipped step moves no weight and no
+"""The non-finite guard (`keras_vae.guard`): a skipped step moves no weight and no
 optimizer state, bit for bit, on the masked-writes path and on the tf.cond path alike."""
 
 import keras
@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 import keras_vae
-from keras_vae import training
+from keras_vae import guard, training
 
 SHAPES = [(3, 4), (4,), (2, 2, 2)]
 #: The gradients of five steps: the second and fourth are not finite.
@@ -62,7 +62,7 @@ def _guarded_run(make, jit_compile, halt_at_first=False, skip_bad=False):
     @tf.function(jit_compile=jit_compile)
     def step(grads):
         loss = tf.add_n([tf.reduce_sum(g) for g in grads])
-        training.apply_if_finite(optimizer, counter, loss, grads, variables, halt)
+        guard.apply_if_finite(optimizer, counter, loss, grads, variables, halt)
 
     for i, grads in enumerate(_gradients()):
         if not (skip_bad and i in BAD_STEPS):
@@ -110,7 +110,7 @@ def test_the_halt_freezes_every_step_after_the_first_non_finite_one(jit_compile)
     one, one_variables = make(), _variables()
     one.build(one_variables)
     counter = tf.Variable(tf.constant(0, "int64"))
-    tf.function(lambda g: training.apply_if_finite(one, counter, tf.constant(0.0), g,
+    tf.function(lambda g: guard.apply_if_finite(one, counter, tf.constant(0.0), g,
                                                    one_variables),
                 jit_compile=jit_compile)([tf.constant(g) for g in _gradients()[0]])
     for got, want in zip(_state(optimizer, variables), _state(one, one_variables)):
@@ -120,34 +120,34 @@ def test_the_halt_freezes_every_step_after_the_first_non_finite_one(jit_compile)
 def test_masked_writes_cover_only_updates_made_through_the_optimizers_assign_methods():
     variables = _variables()
     grads = [tf.zeros(s) for s in SHAPES]
-    covered = {name: training.masked_writes_cover(make(), grads, variables)
+    covered = {name: guard.masked_writes_cover(make(), grads, variables)
                for name, make in OPTIMIZERS.items()}
     assert covered.pop("adamw") is False  # weight decay writes past `assign`
     assert all(covered.values()), covered
-    assert not training.masked_writes_cover(keras.optimizers.Adam(use_ema=True), grads, variables)
-    assert not training.masked_writes_cover(
+    assert not guard.masked_writes_cover(keras.optimizers.Adam(use_ema=True), grads, variables)
+    assert not guard.masked_writes_cover(
         keras.optimizers.Adam(gradient_accumulation_steps=2), grads, variables)
 
     class OwnAdam(keras.optimizers.Adam):  # a subclass may write its state any way
         pass
 
-    assert not training.masked_writes_cover(OwnAdam(), grads, variables)
+    assert not guard.masked_writes_cover(OwnAdam(), grads, variables)
     constrained = keras.Variable(np.ones(3, "float32"))
     constrained.constraint = keras.constraints.NonNeg()
-    assert not training.masked_writes_cover(keras.optimizers.Adam(), [tf.zeros(3)], [constrained])
+    assert not guard.masked_writes_cover(keras.optimizers.Adam(), [tf.zeros(3)], [constrained])
     sparse = tf.IndexedSlices(tf.zeros((1, 4)), tf.constant([0]), tf.constant([3, 4]))
-    assert not training.masked_writes_cover(keras.optimizers.Adam(), [sparse], variables[:1])
+    assert not guard.masked_writes_cover(keras.optimizers.Adam(), [sparse], variables[:1])
     with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():  # one replica: covered
-        assert training.masked_writes_cover(keras.optimizers.Adam(), grads, variables)
+        assert guard.masked_writes_cover(keras.optimizers.Adam(), grads, variables)
 
 
 def test_masked_writes_restore_the_optimizers_own_methods():
     optimizer = keras.optimizers.Adam()
-    with training.masked_writes(optimizer, tf.constant(False)):
+    with guard.masked_writes(optimizer, tf.constant(False)):
         assert "assign" in vars(optimizer)
     assert not {"assign", "assign_add", "assign_sub"} & set(vars(optimizer))
     with pytest.raises(RuntimeError):
-        with training.masked_writes(optimizer, tf.constant(False)):
+        with guard.masked_writes(optimizer, tf.constant(False)):
             raise RuntimeError("inside")
     assert not {"assign", "assign_add", "assign_sub"} & set(vars(optimizer))
 
@@ -155,21 +155,22 @@ def test_masked_writes_restore_the_optimizers_own_methods():
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
 def test_all_finite_finds_one_bad_entry_and_passes_huge_finite_ones(value):
     grads = [tf.fill([5, 7], 3e38), tf.ones([4])]
-    assert bool(training.all_finite(tf.constant(1.0), grads))
+    assert bool(guard.all_finite(tf.constant(1.0), grads))
+    assert bool(guard.all_finite(tf.constant(1.0), [grads[0], None, grads[1]]))
     bad = np.ones((5, 7), "float32")
     bad[4, 6] = value
-    assert not bool(training.all_finite(tf.constant(1.0), [tf.constant(bad), grads[1]]))
-    assert not bool(training.all_finite(tf.constant(value, "float32"), grads))
+    assert not bool(guard.all_finite(tf.constant(1.0), [tf.constant(bad), grads[1]]))
+    assert not bool(guard.all_finite(tf.constant(value, "float32"), grads))
     sparse = tf.IndexedSlices(tf.constant(bad), tf.range(5), tf.constant([9, 7]))
-    assert not bool(training.all_finite(tf.constant(1.0), [sparse, None]))
-    assert bool(tf.function(training.all_finite, jit_compile=True)(tf.constant(1.0), grads))
+    assert not bool(guard.all_finite(tf.constant(1.0), [sparse, None]))
+    assert bool(tf.function(guard.all_finite, jit_compile=True)(tf.constant(1.0), grads))
 
 
 def test_in_xla_compilation_sees_jit_compile_also_of_a_function_called_inside_another():
     seen = {}
 
     def probe(name):
-        seen[name] = training.in_xla_compilation()
+        seen[name] = guard.in_xla_compilation()
         return tf.constant(0.0)
 
     tf.function(lambda: probe("xla"), jit_compile=True)()
@@ -183,16 +184,21 @@ def test_in_xla_compilation_sees_jit_compile_also_of_a_function_called_inside_an
 @pytest.mark.parametrize("jit_compile", [True, False], ids=["xla", "graph"])
 def test_the_train_step_takes_the_masked_path_only_under_xla(jit_compile, monkeypatch):
     taken = []
-    real = training.masked_writes
+    real = guard.masked_writes
 
     def spy(optimizer, keep):
         taken.append(True)
         return real(optimizer, keep)
 
-    monkeypatch.setattr(training, "masked_writes", spy)
+    monkeypatch.setattr(guard, "masked_writes", spy)
     x = (np.random.default_rng(0).random((16, 4, 4, 1)) < 0.3).astype("float32")
     model = keras_vae.VAE(encoder="mlp", latent_dim=2, event_shape=(4, 4, 1), seed=0)
     model.compile(optimizer="adam", jit_compile=jit_compile, steps_per_execution=2)
     model.fit(x, batch_size=8, epochs=1, verbose=0)
     assert bool(taken) == jit_compile
     assert int(model.optimizer.iterations.numpy()) == 2
+
+
+def test_the_guard_is_importable_from_training_as_before():
+    for name in guard.__all__:
+        assert getattr(training, name) is getattr(guard, name), name
