@@ -58,7 +58,8 @@ def apply_if_finite(optimizer, counter, loss, grads, variables, halt=None):
     elif no_merge and in_xla_compilation() and masked_writes_cover(optimizer, grads, variables):
         with masked_writes(optimizer, finite):
             optimizer.apply(grads, variables)
-        optimizer.iterations.assign_sub(tf.cast(tf.logical_not(finite), optimizer.iterations.dtype))
+        skipped = tf.cast(tf.logical_not(finite), optimizer.iterations.dtype)
+        optimizer.iterations.assign_sub(skipped)  # apply counted the step
     elif no_merge:
         tf.cond(finite, lambda: _apply(optimizer, grads, variables), lambda: tf.constant(False))
     else:

@@ -72,7 +72,7 @@ def log_likelihood(logits, x):
     """
     shape, size = tf.shape(logits), logits.shape[2:].num_elements()
     # The kernel sees [S, B, D] whatever the event's rank: given a 5-D [S, B, 28, 28, 1],
-    # XLA folded its row sums into a scalar loop, 2.4x slower (bench part eval).
+    # XLA folded its row sums into a scalar loop (1.2 against 0.3 ms per chunk of 500 x 20).
     return _fused_sums(tf.reshape(logits, [shape[0], shape[1], size]),
                        tf.reshape(tf.cast(x, logits.dtype), [shape[1], size]))
 
@@ -95,8 +95,8 @@ def _row_sums(values):
     """sum over the last axis of [S, B, n] as a product with a vector of ones, [S, B].
 
     XLA's CPU reduction keeps the order of a float sum, one add after another per
-    row; the product runs vectorised (the kernel 35 % faster on the IWAE net at
-    k = 5000, bench part eval), and its blocked order is no less accurate.
+    row; the product runs vectorised (the kernel 5.5 -> 3.8 ms per image on a trained
+    IWAE net's logits at k = 5000, interleaved), and its blocked order is no less accurate.
     """
     shape, n = tf.shape(values), values.shape[-1]
     sums = tf.matmul(tf.reshape(values, [-1, n]), tf.ones([n, 1], values.dtype))
