@@ -255,7 +255,9 @@ def step_breakdown(runner, x, batch, steps, rounds):
     unguarded   VAE.train_step with its non-finite guard replaced by a plain optimizer.apply
                 (an ablation, traced here only: the library has no such switch)
     train_step  VAE.train_step: + metrics, the non-finite guard, loss scaling
-    fit         plain model.fit on the array, batches gathered in-step (the figure of (b))
+    fit         plain model.fit on the array, batches gathered in-step (the figure of (b)),
+                each execution one XLA loop (keras_vae.fused_steps), so it can be below
+                the pieces above, which are graph loops calling one compiled step each
 
     train_step - unguarded is what the exact guard costs: the update waits for one
     logical reduction over every gradient (guard.all_finite), and each write of

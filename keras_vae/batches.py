@@ -74,6 +74,8 @@ class Batches:
         self.shuffle, self.dynamic, self.drop_remainder = bool(shuffle), bool(dynamic), \
             bool(drop_remainder)
         self.steps = n // self.batch_size if drop_remainder else -(-n // self.batch_size)
+        self.full_steps = n // self.batch_size  # the steps of B rows (the last may be short)
+        self.step_in_epoch = 0  # the epoch's next step where executions run fused (fused_steps)
         self._held = self._dataset = None
 
     def bind(self, strategy=None):
@@ -93,6 +95,7 @@ class Batches:
         """Sets the order (and the draws' seeds) of epoch `epoch` (0-based)."""
         held = self.bind()._held
         held["epoch"].assign(int(epoch))
+        self.step_in_epoch = 0
         if self.shuffle:
             held["order"].assign(epoch_order(len(self.x), self.seed, epoch))
 

@@ -29,7 +29,8 @@ condition vector c(y) [B, c] and log w_s = log p(x|z_s, y) + log p(z_s|y) - log 
 """
 
 from keras_vae import likelihoods as likelihoods_lib
-from keras_vae import batches, conditioning, divergences, generation, names, networks, validation
+from keras_vae import (batches, conditioning, divergences, fused_steps, generation, names,
+                       networks, validation)
 from keras_vae import training as training_lib
 from keras_vae import objectives as objectives_lib
 from keras_vae import posteriors as posteriors_lib
@@ -43,7 +44,8 @@ GRADIENT_ESTIMATORS = names.GRADIENT_ESTIMATORS.names()
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
-class VAE(conditioning.ConditionMixin, generation.GenerationMixin, keras.Model):
+class VAE(conditioning.ConditionMixin, generation.GenerationMixin, fused_steps.FusedStepsMixin,
+          keras.Model):
     r"""A variational autoencoder with TFP distributions q(z|x), p(z) and p(x|z).
 
     Args:
@@ -109,15 +111,13 @@ class VAE(conditioning.ConditionMixin, generation.GenerationMixin, keras.Model):
         conditioning.check_prior(self, conditional_prior)
         self.likelihood = likelihoods_lib.get(likelihood, self.event_shape)
         self.objective = objectives_lib.get(objective)
-        self.analytic_kl = bool(analytic_kl)
-        self.beta = float(beta)
+        self.analytic_kl, self.beta = bool(analytic_kl), float(beta)
         self.warmup_steps = int(warmup_steps)
         self.gradient_estimator = names.GRADIENT_ESTIMATORS.canonical(gradient_estimator)
         if self.beta < 0 or self.warmup_steps < 0:
             raise ValueError(f"beta and warmup_steps must be >= 0, got {beta}, {warmup_steps}.")
         if getattr(self.objective, "free_bits", 0) > 0 and not isinstance(
-            self.prior, priors_lib.StandardNormalPrior
-        ):
+                self.prior, priors_lib.StandardNormalPrior):
             raise ValueError("free bits need a factorised prior: use prior='normal'.")
         self.seed = seed
         self._noise_seed = keras.random.SeedGenerator(seed, name="noise_seed")
@@ -136,8 +136,7 @@ class VAE(conditioning.ConditionMixin, generation.GenerationMixin, keras.Model):
     def build(self, input_shape=None):
         if self.built:
             return
-        # Sub-layers deserialised by load_model arrive built (and locked): build
-        # only the others, or adding their weights again fails.
+        # Sub-layers load_model deserialised arrive built (and locked): adding weights fails.
         for layer, shape in self._build_order():
             if not layer.built:
                 layer.build(shape() if callable(shape) else shape)
@@ -155,10 +154,9 @@ class VAE(conditioning.ConditionMixin, generation.GenerationMixin, keras.Model):
 
     @property
     def encoder_layers(self):
-        """The layers whose weights are on the encoder side of the gradient split.
+        """The layers whose weights get the encoder's surrogate (MIWAE for PIWAE, DReG's).
 
-        They get the encoder's surrogate (MIWAE for PIWAE, DReG's); every other
-        trainable weight (decoder, likelihood, prior) the decoder's.
+        Every other trainable weight (decoder, likelihood, prior) gets the decoder's.
         """
         return (self.encoder, self.posterior)
 
@@ -328,7 +326,8 @@ class VAE(conditioning.ConditionMixin, generation.GenerationMixin, keras.Model):
         """`keras.Model.fit`, after checking the data, with the non-finite guard, batches in-step.
 
         The data are checked first; a non-finite step stops training with the last finite
-        step's weights; arrays and `batches.Batches` are gathered in-step (`keras_vae.batches`).
+        step's weights; arrays and `batches.Batches` are gathered in-step (`keras_vae.batches`),
+        each execution one compiled loop where XLA is on (`keras_vae.fused_steps`).
         """
         given = (x.x, x.y) if isinstance(x, batches.Batches) else (x, y)
         self.validate_inputs(given[0], "x")
@@ -340,8 +339,9 @@ class VAE(conditioning.ConditionMixin, generation.GenerationMixin, keras.Model):
             None if args else batches.from_fit_arguments(self, x, y, kwargs))
         if source is not None:
             (x, callbacks, kwargs), y = batches.fit_arguments(self, source, callbacks, kwargs), None
-        return super().fit(x, y, *args, callbacks=callbacks, validation_data=validation_data,
-                           **kwargs)
+        with fused_steps.fused_fit(self, source, kwargs):
+            return super().fit(x, y, *args, callbacks=callbacks,
+                               validation_data=validation_data, **kwargs)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         self.validate_inputs(x, "x")
