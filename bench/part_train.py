@@ -338,7 +338,7 @@ def run(args):
                 "index shuffling each epoch",
         "optimizer": "Adam(lr=1e-3, epsilon=1e-7) in both",
         "keras_vae": "the library's defaults: model.compile(optimizer=Adam) without jit_compile "
-                     "or steps_per_execution (XLA with an accelerator or 2+ CPU threads: "
+                     "or steps_per_execution (XLA, on a CPU too: "
                      f"compile_defaults.default_jit_compile; "
                      f"{training.DEFAULT_STEPS_PER_EXECUTION} "
                      "steps per execution), unless --jit / --steps-per-execution are given; "

@@ -3,8 +3,8 @@ r"""`VAE.compile`'s defaults, chosen by measurement: steps per execution and XLA
 ```none
 steps_per_execution   DEFAULT_STEPS_PER_EXECUTION (100); 1 under a strategy over several
                       devices or workers
-jit_compile           True where XLA is faster (an accelerator, or two CPU threads or
-                      more: default_jit_compile); else Keras's 'auto'
+jit_compile           True where Keras can use XLA (default_jit_compile: on a CPU too,
+                      whatever its threads); else Keras's 'auto'
 ```
 
 Both are only defaults: `model.compile(steps_per_execution=..., jit_compile=...)`
@@ -15,7 +15,7 @@ Example:
 
 ```python
 model = keras_vae.VAE(latent_dim=16)
-model.compile(optimizer="adam")       # steps_per_execution=100, jit_compile=True on 2+ cores
+model.compile(optimizer="adam")       # steps_per_execution=100, jit_compile=True
 ```
 """
 
@@ -40,7 +40,7 @@ def compile_defaults(args, kwargs, model=None):
     `steps_per_execution` (the 7th positional argument of `compile`) defaults to
     `DEFAULT_STEPS_PER_EXECUTION`, or 1 under a strategy over several devices or workers;
     `jit_compile` (the 8th) to `default_jit_compile(model, run_eagerly)`: XLA on a CPU
-    with two threads or more too, where Keras's 'auto' would turn it off.
+    too, where Keras's 'auto' would turn it off.
 
     Args:
       args: the positional arguments given to `compile`.
@@ -63,19 +63,21 @@ def compile_defaults(args, kwargs, model=None):
 
 
 def default_jit_compile(model, run_eagerly=False):
-    """keras_vae's `jit_compile` default: True (XLA) where it is faster, else Keras's 'auto'.
+    """keras_vae's `jit_compile` default: True (XLA) wherever Keras can use it, else 'auto'.
 
-    Keras's 'auto' turns XLA off on a machine without an accelerator. On the 2-core CPU
-    of bench/ part train, XLA ran the seed MLP (batch 128) and the IWAE net (k = 1, 5;
-    batch 20) 1.3-1.6x faster per example (fused elementwise work around small
-    matmuls), so it is on wherever TF's CPU kernels have two threads or more. On one
-    thread (`cpu_threads() == 1`: one core, or TF's intra-op pool set to 1) it is not:
-    pinned to one core, the IWAE net spent more CPU per step under XLA (k = 1: 5.4-6.9
-    against 3.4-4.2 ms; k = 5: 6.0-8.9 against 4.8-6.0 ms; k = 50 about even) and lost
-    bench/learning_curve.py to PyTorch, while the seed MLP gained 3-16 %. 'auto' is also
-    kept where Keras would not use XLA anyway: an eager run, a strategy over several
-    devices or workers, op determinism, or a layer that says `supports_jit = False`.
-    With an accelerator, the thread count does not matter: XLA is on.
+    Keras's 'auto' turns XLA off on a machine without an accelerator. On a CPU, XLA
+    fuses the elementwise work around small matmuls, and `fit` on in-step batches
+    runs each execution as one XLA loop (`keras_vae.fused_steps`). Measured with plain
+    `model.fit` on arrays, 4 interleaved rounds, ms of CPU per step (graph mode / XLA
+    with Keras's loop / XLA fused), pinned to one core with one thread: seed MLP
+    (batch 128) 3.92 / 3.32 / 2.65, IWAE net (batch 20) k = 1: 2.84 / 1.99 / 1.32,
+    k = 5: 4.18 / 3.09 / 2.37; on 2 threads XLA fused ran 1.4-1.6x faster than XLA
+    with Keras's loop (README, "The API in a few lines"). So XLA is on whatever the
+    CPU threads. (Before the fused loop and the guard's masked writes, XLA lost on one
+    thread: the IWAE net at k = 1 spent 5.4-6.9 ms against 3.4-4.2 in graph mode.)
+    'auto' is kept where Keras would not use XLA anyway: an eager run, a strategy over
+    several devices or workers, op determinism, or a layer that says
+    `supports_jit = False`.
     """
     from tensorflow.python.framework import config as tf_config  # noqa: PLC0415 (Keras's check)
 
@@ -83,14 +85,11 @@ def default_jit_compile(model, run_eagerly=False):
         return "auto"
     if not all(layer.supports_jit for layer in model._flatten_layers()):
         return "auto"
-    accelerated = any(d.device_type != "CPU" for d in tf.config.list_physical_devices())
-    if not accelerated and cpu_threads() < 2:
-        return "auto"
     return True
 
 
 def cpu_threads():
-    """The threads TF's CPU kernels run on: its intra-op pool, as TF sizes it.
+    """The threads TF's CPU kernels run on: its intra-op pool, as TF sizes it (for reports).
 
     `tf.config.threading.set_intra_op_parallelism_threads`, else the
     `TF_NUM_INTRAOP_THREADS` environment variable, else the cores this process may run

@@ -36,7 +36,7 @@ def test_cpu_threads_follows_affinity_environment_and_tf(monkeypatch):
 
 
 @pytest.mark.parametrize("threads, accelerator, expected", [
-    (1, False, "auto"),  # one CPU thread: graph mode (Keras's 'auto' is off on a CPU)
+    (1, False, True),    # one CPU thread: XLA too (Keras's 'auto' would be off on a CPU)
     (2, False, True),
     (8, False, True),
     (1, True, True),     # an accelerator: XLA, whatever the CPU threads
@@ -60,10 +60,9 @@ def test_compile_applies_the_rule_and_an_explicit_value_wins(monkeypatch):
     monkeypatch.setattr(compile_defaults, "cpu_threads", lambda: 1)
     model = _model()
     model.compile(optimizer="adam")
-    assert model.jit_compile is False  # 'auto', which Keras turns off without an accelerator
+    assert model.jit_compile is True  # where Keras's 'auto' would be False (no accelerator)
     assert int(model.steps_per_execution) == compile_defaults.DEFAULT_STEPS_PER_EXECUTION
-    model.compile(optimizer="adam", jit_compile=True)
-    assert model.jit_compile is True
-    monkeypatch.setattr(compile_defaults, "cpu_threads", lambda: 2)
-    model.compile(optimizer="adam")
-    assert model.jit_compile is True
+    model.compile(optimizer="adam", jit_compile=False)
+    assert model.jit_compile is False
+    model.compile(optimizer="adam", jit_compile="auto")
+    assert model.jit_compile is False  # 'auto', which Keras turns off without an accelerator

@@ -207,7 +207,7 @@ def test_exported_decoder_and_sampler_match_keras(tmp_path):
 
 
 def test_the_step_under_xla_equals_the_graph_step():
-    """XLA (the default compile on 2+ CPU threads: `compile_defaults.default_jit_compile`)
+    """XLA (the default compile, on a CPU too: `compile_defaults.default_jit_compile`)
     computes the same bound and gradients as the plain graph on the same noise."""
     from keras_vae._backend import tf
 

@@ -219,8 +219,8 @@ TRAIN_OPTIONS = (
              default_help="a random one, saved in config.json"),
     _setting("jit", "--jit", action="switch", group="training",
              help="XLA-compile the training step",
-             default_help="the library's, compile_defaults.default_jit_compile: XLA with an "
-                          "accelerator or 2+ CPU threads"),
+             default_help="the library's, compile_defaults.default_jit_compile: XLA wherever "
+                          "Keras can use it, on a CPU too"),
     _setting("steps_per_execution", "--steps-per-execution", type=positive_int, metavar="N",
              help="training steps per compiled call", group="training",
              default_help="the library's, training.DEFAULT_STEPS_PER_EXECUTION"),
