@@ -162,3 +162,20 @@ def test_steps_per_epoch_and_tf_data_take_keras_loop():
     model.fit(x, batch_size=8, epochs=1, verbose=0)  # a new source: a new train function
     assert model.train_function is not counter.function
     assert int(model.optimizer.iterations) == 4 + 4 + 6 + 6
+
+
+def test_a_conditional_model_trains_fused_as_keras_loop():
+    x = _data()
+    y = np.arange(42) % 3
+    runs = {}
+    for fuse in (True, False):
+        keras.utils.set_random_seed(0)
+        model = keras_vae.VAE(encoder="mlp", latent_dim=2, event_shape=(4, 4, 1),
+                              num_classes=3, seed=0)
+        model.fuse_steps = fuse
+        model.compile(optimizer="adam", steps_per_execution=4, jit_compile=True)
+        source = batches.Batches(x, batch_size=8, seed=0, y=y, dynamic=True)
+        runs[fuse] = model, _fit(model, source, epochs=2)
+    (fused_model, fused), (keras_model, unfused) = runs[True], runs[False]
+    assert int(fused_model.optimizer.iterations) == 2 * 6
+    _assert_same_training(fused, unfused, fused_model, keras_model)
