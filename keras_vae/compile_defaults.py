@@ -71,7 +71,7 @@ def default_jit_compile(model, run_eagerly=False):
     `model.fit` on arrays, 4 interleaved rounds, ms of CPU per step (graph mode / XLA
     with Keras's loop / XLA fused), pinned to one core with one thread: seed MLP
     (batch 128) 3.92 / 3.32 / 2.65, IWAE net (batch 20) k = 1: 2.84 / 1.99 / 1.32,
-    k = 5: 4.18 / 3.09 / 2.37; on 2 threads XLA fused ran 1.4-1.6x faster than XLA
+    k = 5: 4.18 / 3.09 / 2.37; on 2 threads XLA fused ran 1.2-1.6x faster than XLA
     with Keras's loop (README, "The API in a few lines"). So XLA is on whatever the
     CPU threads. (Before the fused loop and the guard's masked writes, XLA lost on one
     thread: the IWAE net at k = 1 spent 5.4-6.9 ms against 3.4-4.2 in graph mode.)
@@ -89,7 +89,9 @@ def default_jit_compile(model, run_eagerly=False):
 
 
 def cpu_threads():
-    """The threads TF's CPU kernels run on: its intra-op pool, as TF sizes it (for reports).
+    """The threads TF's CPU kernels run on: its intra-op pool, as TF sizes it.
+
+    Public since the XLA default depended on it; it no longer does (`default_jit_compile`).
 
     `tf.config.threading.set_intra_op_parallelism_threads`, else the
     `TF_NUM_INTRAOP_THREADS` environment variable, else the cores this process may run

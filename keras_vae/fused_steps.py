@@ -73,7 +73,7 @@ def source_for_fit(model, source, fit_kwargs):
     """`source` if this fit can run fused executions over it (see the module), else None."""
     from keras_vae.model import VAE  # noqa: PLC0415 (model imports this module)
 
-    if source is None or not getattr(model, "fuse_steps", True):
+    if source is None or not model.fuse_steps:
         return None
     if fit_kwargs.get("steps_per_epoch") is not None or model.run_eagerly:
         return None
