@@ -94,4 +94,19 @@ with contextlib.nullcontext() if _USER_LOG_LEVEL else _quiet_stderr():
 
 tfd = tfp.distributions
 
-__all__ = ["keras", "tf", "tfp", "tfd", "startup_log", "CPP_LOG_LINE"]
+
+def in_xla_compilation():
+    """Whether the function being traced will be compiled by XLA (`jit_compile=True`).
+
+    TensorFlow's own test (`control_flow_util.GraphOrParentsInXlaContext`, as its
+    TensorArray and `tf.function` use): the traced graph or one around it is in an
+    XLA context. False if that internal module is not there.
+    """
+    try:
+        from tensorflow.python.ops import control_flow_util  # noqa: PLC0415
+    except ImportError:  # pragma: no cover - a TensorFlow without that module
+        return False
+    return bool(control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
+
+
+__all__ = ["keras", "tf", "tfp", "tfd", "startup_log", "CPP_LOG_LINE", "in_xla_compilation"]

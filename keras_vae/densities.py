@@ -44,9 +44,8 @@ References:
 
 import math
 
-from keras.src.random.seed_generator import draw_seed
-
 from keras_vae._backend import tf, tfd
+from keras_vae.noise import standard_normal  # noqa: F401  (its old home; public)
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -129,34 +128,6 @@ def _flat_event(base, x, ndims):
 
 _TENSOR_PARAMETERS = {tfd.Bernoulli: ("logits", "probs"), tfd.Normal: ("loc", "scale"),
                       tfd.ContinuousBernoulli: ("logits", "probs")}
-
-
-def standard_normal(shape, seed=None, dtype="float32"):
-    r"""eps ~ N(0, I) of `shape`: `keras.random.normal` with TF's Philox generator named.
-
-    ```none
-    eps = stateless_normal(shape, seed = draw_seed(seed), alg = Philox-4x32-10)
-    ```
-
-    `keras.random.normal` leaves the algorithm to TF ('auto_select'): Philox in a
-    plain graph on CPU, but under XLA a generic generator that costs ~20x as much
-    (2.3 ms instead of 0.11 ms for the 5,000 draws of an IWAE k=5 step, batch 20;
-    `bench/` part train). Naming Philox gives XLA its fast kernel and the plain
-    graph the same draws as before.
-
-    Args:
-      shape: the output shape (a list or a 1-D int tensor).
-      seed: an int, a `keras.random.SeedGenerator` (advanced by one) or None
-        (Keras's global generator), as in `keras.random.normal`.
-      dtype: the output dtype.
-
-    Returns:
-      A tensor of standard-normal draws.
-    """
-    seed = draw_seed(seed)
-    if seed.dtype != tf.int32:  # as keras: XLA's stateless ops want int32 seeds
-        seed = tf.cast(tf.math.floormod(seed, tf.int32.max - 1), "int32")
-    return tf.random.stateless_normal(shape, seed=seed, dtype=dtype, alg="philox")
 
 
 __all__ = ["Bernoulli", "Normal", "FlatIndependent", "standard_normal"]

@@ -53,7 +53,7 @@ References:
   D. J. Rezende, S. Mohamed. Variational Inference with Normalizing Flows. ICML 2015.
 """
 
-from keras_vae import densities, names
+from keras_vae import densities, names, noise
 from keras_vae._backend import keras, tf, tfd, tfp
 from keras_vae.made import MADE
 from keras_vae.posteriors import reparameterize
@@ -232,7 +232,7 @@ class FlowPosterior(keras.layers.Layer):
         shape = tf.shape(loc)
         if num_samples is not None:
             shape = tf.concat([[num_samples], shape], axis=0)
-        return self.reparameterize(params, keras.random.normal(shape, seed=seed))
+        return self.reparameterize(params, noise.standard_normal(shape, seed=seed))
 
     def export_parameters(self, params):
         """{'loc', 'scale'} for an exported `encode`: the flow's image of the base mean

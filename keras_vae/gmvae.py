@@ -53,7 +53,7 @@ import math
 
 import numpy as np
 
-from keras_vae import densities, names
+from keras_vae import densities, names, noise
 from keras_vae import objectives as objectives_lib
 from keras_vae import posteriors as posteriors_lib
 from keras_vae import priors as priors_lib
@@ -148,8 +148,8 @@ class GaussianMixturePosterior(keras.layers.Layer):
         seeds = priors_lib.draw_seeds(seed)
         count = 1 if num_samples is None else int(num_samples)
         y = tf.transpose(keras.random.categorical(logits, count, seed=seeds))   # [S, B]
-        eps = densities.standard_normal(tf.concat([[count], tf.shape(loc)[:1],
-                                                   tf.shape(loc)[2:]], 0), seed=seeds)
+        eps = noise.standard_normal(tf.concat([[count], tf.shape(loc)[:1],
+                                               tf.shape(loc)[2:]], 0), seed=seeds)
         pick = tf.one_hot(y, self.num_components)[..., None]                    # [S, B, C, 1]
         z = (tf.reduce_sum(pick * loc[None], axis=2)
              + tf.reduce_sum(pick * scale[None], axis=2) * eps)
@@ -262,8 +262,8 @@ class GaussianMixtureVAE(VAE):
         """q's (logits, loc, scale) and one reparameterised z per draw and y: [S, B, C, d]."""
         params = self._posterior_params(x, training)
         _, loc, scale = params
-        eps = densities.standard_normal(tf.concat([[num_samples], tf.shape(loc)], 0),
-                                        seed=self._noise(seed))
+        eps = noise.standard_normal(tf.concat([[num_samples], tf.shape(loc)], 0),
+                                    seed=self._noise(seed))
         return {"z": loc + scale * eps, "params": params, "stopped": None, "condition": None}
 
     def _log_joint(self, x, draws, training):

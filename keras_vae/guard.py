@@ -14,7 +14,7 @@ training with a message. `keras_vae.training` re-exports every name here.
 import contextlib
 import functools
 
-from keras_vae._backend import keras, tf
+from keras_vae._backend import in_xla_compilation, keras, tf
 
 
 def apply_if_finite(optimizer, counter, loss, grads, variables, halt=None):
@@ -65,20 +65,6 @@ def apply_if_finite(optimizer, counter, loss, grads, variables, halt=None):
     else:
         replica.merge_call(functools.partial(_cross_replica_apply, optimizer=optimizer),
                            args=(grads, variables, finite))
-
-
-def in_xla_compilation():
-    """Whether the function being traced will be compiled by XLA (`jit_compile=True`).
-
-    TensorFlow's own test (`control_flow_util.GraphOrParentsInXlaContext`, as its
-    TensorArray and `tf.function` use): the traced graph or one around it is in an
-    XLA context. False if that internal module is not there.
-    """
-    try:
-        from tensorflow.python.ops import control_flow_util  # noqa: PLC0415
-    except ImportError:  # pragma: no cover - a TensorFlow without that module
-        return False
-    return bool(control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
 
 
 #: Keras's optimizers whose `update_step` writes its state only through the optimizer's

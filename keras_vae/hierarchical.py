@@ -27,7 +27,7 @@ References:
 
 import inspect
 
-from keras_vae import densities, networks
+from keras_vae import networks, noise
 from keras_vae import objectives as objectives_lib
 from keras_vae import posteriors as posteriors_lib
 from keras_vae._backend import keras, tf
@@ -221,7 +221,7 @@ class HierarchicalVAE(VAE):
         params1 = self.posterior(self.encoder(x, training=training))
         d1, d2 = self.latent_dims
         shape = tf.concat([[num_samples], tf.shape(params1[0])[:1], [d1 + d2]], axis=0)
-        eps = densities.standard_normal(shape, seed=self._noise(seed))
+        eps = noise.standard_normal(shape, seed=self._noise(seed))
         z1 = self.posterior.reparameterize(params1, eps[..., :d1])  # [S, B, d1]
         params2 = self._q2_params(z1, training)
         z2 = self.posterior2.reparameterize(params2, eps[..., d1:])  # [S, B, d2]

@@ -13,7 +13,7 @@ A custom head implements `call(features) -> params`, `distribution(params)` and
 `reparameterize(params, eps)` (or `sample`).
 """
 
-from keras_vae import densities, names
+from keras_vae import densities, names, noise
 from keras_vae._backend import keras, tf, tfd
 
 
@@ -108,7 +108,7 @@ class DiagonalGaussianPosterior(keras.layers.Layer):
         shape = tf.shape(loc)
         if num_samples is not None:
             shape = tf.concat([[num_samples], shape], axis=0)
-        return self.reparameterize(params, densities.standard_normal(shape, seed=seed))
+        return self.reparameterize(params, noise.standard_normal(shape, seed=seed))
 
     def get_config(self):
         config = super().get_config()

@@ -65,15 +65,6 @@ def test_flat_independent_equals_tfp_independent_in_float64(base):
     assert fast.event_shape == ref.event_shape and fast.batch_shape == ref.batch_shape
 
 
-def test_standard_normal_is_keras_draw_in_a_graph_and_the_same_under_xla():
-    a = keras.random.normal((50, 7), seed=keras.random.SeedGenerator(5)).numpy()
-    b = densities.standard_normal((50, 7), seed=keras.random.SeedGenerator(5)).numpy()
-    np.testing.assert_array_equal(a, b)
-    draw = tf.function(lambda: densities.standard_normal((50, 7), seed=11), jit_compile=True)
-    np.testing.assert_array_equal(draw().numpy(), densities.standard_normal((50, 7), seed=11))
-    assert abs(b.mean()) < 0.2 and abs(b.std() - 1.0) < 0.1
-
-
 def test_compile_defaults_and_their_round_trip(tmp_path):
     model = keras_vae.VAE(encoder="mlp", latent_dim=2, event_shape=(4, 4, 1), seed=0)
     model.compile(optimizer="adam")
