@@ -1,14 +1,16 @@
 """Part (d) alone: the IWAE k=50 step against its compute-bound ideal, and where the gap goes.
 
-    python bench/step_ideal.py [--steps 60] [--rounds 3] [--ablations]
+    python bench/step_ideal.py [--steps 100] [--rounds 3] [--ablations]
 
 Times, back to back in rounds (median per variant), on the IWAE net (784-200-200-50,
 tanh), IWAE k=50, batch 20, statically binarised MNIST:
 
 ```none
-fit         model.fit with the library's defaults (the figure part (d) of part_train uses)
+fit         model.fit(x, batch_size=20) with the library's defaults (part_train.KerasRunner,
+            the figure part (d) of part_train uses)
 loop        VAE.train_step repeated inside one compiled loop (no fit loop, no tf.data)
-ideal       part_train.ideal_step_seconds (XLA and not, the faster), and matmuls only
+ideal       part_train.ideal_step_seconds (XLA and not, the faster), and matmuls only;
+            ideal_value_dropped: the definition before 2026-12-03 (see its docstring)
 ```
 
 With --ablations, pieces of the step are timed alone in the same kind of loop
@@ -26,7 +28,6 @@ common.setup_environment()
 
 import numpy as np  # noqa: E402
 
-import kfit  # noqa: E402
 import models  # noqa: E402
 import part_train  # noqa: E402
 from keras_vae._backend import tf  # noqa: E402
@@ -78,7 +79,7 @@ def ablations(model):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--ablations", action="store_true")
     parser.add_argument("--no-fit", action="store_true")
@@ -88,28 +89,28 @@ def main():
 
     x_train, _ = common.load_mnist()
     x = common.binarize(x_train, seed=0)
-    model = models.iwae_net(models.make_objective("iwae", K))
-    model.initialize_output_bias(x)
-    kfit.compile_model(model, 1e-3, None if args.jit is None else args.jit == "true", None)
-    ds = kfit.index_dataset(x, BATCH)
-    spe = int(model.steps_per_execution)
-    steps = max(spe, args.steps - args.steps % spe)
-    kfit.fit_steps(model, ds, 2 * spe)
-    jit = bool(model.jit_compile)
+    build = lambda: models.iwae_net(models.make_objective("iwae", K))  # noqa: E731
+    jit = None if args.jit is None else args.jit == "true"
+    runner = part_train.KerasRunner(build, x, BATCH, jit, None, args.steps)
+    runner.warm()
+    model, steps = runner.model, args.steps
+    jit, spe = bool(model.jit_compile), int(model.steps_per_execution)
     xb = tf.constant(x[:BATCH])
     timers = {}
     if not args.no_fit:
-        timers["fit"] = lambda: kfit.fit_steps(model, ds, steps) / steps
+        timers["fit"] = lambda: BATCH / runner.trial(steps)
     timers["loop"] = looped(lambda b: model.train_step(b)["loss"], xb, steps, jit)
     if args.ablations:
         for name, fn in ablations(model).items():
             timers[name] = looped(fn, xb, steps, jit)
-    reps = max(3, 50 // K)
+    reps = 10
     timers["ideal"] = lambda: min(part_train.ideal_step_seconds(model, BATCH, K, reps, True),
                                   part_train.ideal_step_seconds(model, BATCH, K, reps, False))
     timers["matmul_only"] = lambda: min(
         part_train.ideal_step_seconds(model, BATCH, K, reps, True, likelihood=False),
         part_train.ideal_step_seconds(model, BATCH, K, reps, False, likelihood=False))
+    timers["ideal_value_dropped"] = lambda: part_train.ideal_step_seconds(
+        model, BATCH, K, reps, True, keep_value=False)
     times = {name: [] for name in timers}
     for i in range(args.rounds):
         for name, timer in (timers.items() if i % 2 == 0 else list(timers.items())[::-1]):
@@ -118,7 +119,7 @@ def main():
     print(f"jit_compile={jit} steps_per_execution={spe} load={common.load_average()}")
     for name, value in ms.items():
         spread = (max(times[name]) - min(times[name])) / min(times[name])
-        print(f"  {name:14s} {value:8.2f} ms   ({value / ms['ideal']:.2f}x ideal, "
+        print(f"  {name:20s} {value:8.2f} ms   ({value / ms['ideal']:.2f}x ideal, "
               f"spread {spread:.0%})")
     if "fit" in ms:
         print(f"IWAE k=50 step / compute-bound ideal: {ms['fit'] / ms['ideal']:.3f} "
