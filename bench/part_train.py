@@ -191,10 +191,11 @@ def ideal_step_seconds(model, batch, k, reps, jit_compile=True, likelihood=True,
     cheapest closed form, x*l - softplus(l): one exp and one log1p per pixel, with
     x broadcast over the k draws; TF's sigmoid cross-entropy on x tiled k times
     cost ~1 ms more at k = 50 under XLA), one value per draw, as the decoder's
-    loss, else a fixed random weighting of the logits (matmuls only); Adam's elementwise update of every weight. No sampling,
-    prior, posterior density, log-mean-exp, metrics or Keras loop. Upstream
-    gradients are dense random tensors (a constant upstream gradient would let XLA
-    turn the weight gradients into reductions).
+    loss, else a fixed random weighting of the logits (matmuls only); Adam's
+    elementwise update of every weight. No sampling, prior, posterior density,
+    log-mean-exp, metrics or Keras loop. Upstream gradients are dense random
+    tensors (a constant upstream gradient would let XLA turn the weight gradients
+    into reductions).
 
     The loss's value joins the loop's carry. With keep_value=False (the definition
     until 2026-12-03) it does not, and XLA drops the forward log-likelihood, keeping

@@ -67,7 +67,7 @@ def standard_normal(shape, seed=None, dtype="float32"):
       seed: an int, a `keras.random.SeedGenerator` (advanced by one) or None
         (Keras's global generator), as in `keras.random.normal`; or a stateless
         seed, an int32 or int64 tensor [2].
-      dtype: the output dtype (the draw is float32, then cast).
+      dtype: the output dtype (under XLA the draw is float32, then cast).
 
     Returns:
       A tensor of standard-normal draws.
