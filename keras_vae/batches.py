@@ -4,8 +4,8 @@ r"""Training batches gathered (and binarised) inside the compiled step instead o
 held     X [N, ...] as one tensor (labels Y [N] too, if any)
 epoch e  order_e = stateless_shuffle(range(N), seed=(seed, e))    (range(N) if shuffle=False)
 step b   rows    = order_e[b*B : min((b+1)*B, N)]                 (drop_remainder: N // B steps)
-         batch   = X[rows]       dynamic: batch ~ Bernoulli(X[rows]), u = noise.uniform(
-                                          shape, seed=(seed + 1, e * steps + b)), x_bin = u < x
+         batch   = X[rows]       dynamic: batch ~ Bernoulli(X[rows]), data.bernoulli_draw(
+                                          X[rows], seed=(seed + 1, e * steps + b))
 ```
 
 tf.data only yields the positions b*B .. of each step (a few int64 per step); the
@@ -14,9 +14,9 @@ draws its Bernoulli variates from a stateless seed, so every batch is a pure
 function of (seed, epoch, step): a run resumed at epoch e sees exactly the
 batches of an uninterrupted one, whatever `steps_per_execution` is, and each
 epoch is one finite pass, so an execution never runs into the next epoch. The
-batches are those of `data.training_stream` (same order, same draws' seeds, and
-the same draws outside XLA; under XLA `noise.uniform` takes ThreeFry, ~3x cheaper
-there than TF's choice).
+batches are those of `data.training_stream` (same order, the same
+`data.bernoulli_draw` with the same seeds: the same draws outside XLA; under XLA
+its `noise.uniform` takes ThreeFry, ~3x cheaper there than TF's choice).
 
 `VAE.fit` takes a `Batches` as `x`; it also makes one by itself for plain array
 data (`from_fit_arguments`): `model.fit(x, batch_size=128)` gathers in-step,
@@ -36,7 +36,7 @@ References:
 
 import numpy as np
 
-from keras_vae import noise
+from keras_vae import data
 from keras_vae._backend import keras, tf
 from keras_vae.validation import check_unit_interval
 
@@ -118,8 +118,7 @@ class Batches:
         if self.dynamic:
             step = held["epoch"] * self.steps + positions[0] // self.batch_size
             seed = tf.stack([tf.constant(self.seed + 1, "int64"), step])
-            u = noise.uniform(tf.shape(x), seed)
-            x = tf.cast(u < x, "float32")
+            x = data.bernoulli_draw(x, seed)
         return x if held["y"] is None else (x, tf.gather(held["y"], rows))
 
 

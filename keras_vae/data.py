@@ -36,7 +36,7 @@ import pathlib
 
 import numpy as np
 
-from keras_vae import _data_files, names
+from keras_vae import _data_files, names, noise
 from keras_vae._backend import tf
 from keras_vae._datasets import EMBEDDED_FILE, load_embedded
 from keras_vae.validation import check_images, integer_likelihood, unit_interval_likelihood
@@ -169,7 +169,7 @@ def bernoulli_draw(images, seed):
     r"""One stateless Bernoulli draw of grey images: x_bin = 1 where u < x.
 
     ```none
-    x_bin[i] = 1  if u[i] < x[i],  u = stateless_uniform(shape(x), seed)
+    x_bin[i] = 1  if u[i] < x[i],  u = noise.uniform(shape(x), seed)
     ```
 
     Args:
@@ -179,7 +179,7 @@ def bernoulli_draw(images, seed):
     Returns:
       float32 tensor of `images`' shape with values in {0, 1}.
     """
-    u = tf.random.stateless_uniform(tf.shape(images), seed=seed, dtype="float32")
+    u = noise.uniform(tf.shape(images), seed)  # TF's draw; ThreeFry's under XLA
     return tf.cast(u < images, "float32")
 
 
