@@ -216,7 +216,7 @@ def main(argv=None):
     _add_recorded_curve(results, parts, args.quick)
     common.write_json(args.out, results)
     text = markdown(results)
-    pathlib.Path(args.markdown).write_text(text)
+    common.write_text(args.markdown, text)
     print()
     print(text)
     failed = [n for n, r in results["parts"].items() if "error" in r]
